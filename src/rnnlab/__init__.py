@@ -1,0 +1,28 @@
+"""rnnlab: see and measure how information and gradients move through time in sequence models.
+
+The recurrent layers (``rnnlab.RNN``, ``LSTM``, ``GRU`` and their cells) are written from the
+equations and run backpropagation through time explicitly, yet are drop-in compatible with
+``torch.nn``. Submodules (``rnnlab.data``, ``rnnlab.models``, ``rnnlab.probes``, ...) are imported
+on first use.
+"""
+
+import importlib
+
+from .errors import UserError
+from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+
+__version__ = "0.1.0"
+
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "UserError", "trace",
+           "__version__"]
+
+_SUBMODULES = {"cells", "engine", "layers", "telemetry", "attention", "models", "data", "train",
+               "checkpoint", "probes", "studies", "report", "cli"}
+
+
+def __getattr__(name):
+    if name == "trace":
+        return importlib.import_module(".telemetry", __name__).trace
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'rnnlab' has no attribute '{name}'")
