@@ -11,7 +11,10 @@ Extra keyword arguments torch lacks:
   (b_ih_f = value, b_hh_f = 0), e.g. 1.0 as in Jozefowicz et al. (2015);
 - ``recurrent_init="orthogonal"``: each gate block of W_hh is r·Q, Q a random orthogonal matrix;
 - ``spectral_radius=r``: r for the orthogonal init (default 1); with the default init, each gate
-  block of W_hh is rescaled to spectral radius r.
+  block of W_hh is rescaled to spectral radius r;
+- ``backend``: "engine" always runs rnnlab's explicit BPTT engine; "fused" runs torch's fused
+  kernels on the very same Parameters; "auto" (default) uses the fused kernels unless the module
+  is being traced (``rnnlab.trace``) or torch has no kernel for the configuration.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from . import engine
 from .cells import make_step
 
 _N_CHUNKS = {"RNN": 1, "LSTM": 4, "GRU": 3}
+_BACKENDS = ("auto", "engine", "fused")
 
 
 def _check_positive_int(name: str, value) -> None:
@@ -88,11 +92,15 @@ class RNNBase(_InitMixin, nn.Module):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None, *,
                  nonlinearity: str = "tanh", forget_bias: float | None = None,
-                 recurrent_init: str = "default", spectral_radius: float | None = None):
+                 recurrent_init: str = "default", spectral_radius: float | None = None,
+                 backend: str = "auto"):
         super().__init__()
         _check_positive_int("input_size", input_size)
         _check_positive_int("hidden_size", hidden_size)
         _check_positive_int("num_layers", num_layers)
+        if backend not in _BACKENDS:
+            raise ValueError(f"Unknown backend '{backend}'. Select from {', '.join(_BACKENDS)}.")
+        self.backend = backend
         if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Number)
                 or not 0 <= dropout <= 1):
             raise ValueError("dropout should be a number in range [0, 1] representing the "
@@ -299,10 +307,12 @@ class RNN(RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None, *,
-                 recurrent_init: str = "default", spectral_radius: float | None = None):
+                 recurrent_init: str = "default", spectral_radius: float | None = None,
+                 backend: str = "auto"):
         super().__init__("RNN", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, device, dtype, nonlinearity=nonlinearity,
-                         recurrent_init=recurrent_init, spectral_radius=spectral_radius)
+                         recurrent_init=recurrent_init, spectral_radius=spectral_radius,
+                         backend=backend)
 
 
 class LSTM(RNNBase):
@@ -312,10 +322,11 @@ class LSTM(RNNBase):
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, device=None, dtype=None, *,
                  forget_bias: float | None = None, recurrent_init: str = "default",
-                 spectral_radius: float | None = None):
+                 spectral_radius: float | None = None, backend: str = "auto"):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, device, dtype, forget_bias=forget_bias,
-                         recurrent_init=recurrent_init, spectral_radius=spectral_radius)
+                         recurrent_init=recurrent_init, spectral_radius=spectral_radius,
+                         backend=backend)
 
 
 class GRU(RNNBase):
@@ -324,10 +335,10 @@ class GRU(RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, recurrent_init: str = "default",
-                 spectral_radius: float | None = None):
+                 spectral_radius: float | None = None, backend: str = "auto"):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, device, dtype, recurrent_init=recurrent_init,
-                         spectral_radius=spectral_radius)
+                         spectral_radius=spectral_radius, backend=backend)
 
 
 # -- single-step cells ---------------------------------------------------------------------------
