@@ -36,7 +36,8 @@ class RNNStep:
 
     def __init__(self, nonlinearity: str = "tanh"):
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+            raise ValueError(
+                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
         self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
 
@@ -87,7 +88,7 @@ class LSTMStep:
         return h_new, c_new
 
     def backward(self, dh, dc, a, h_prev, c_prev, c):
-        """dh: total ∂L/∂h_t; dc: ∂L/∂c_t arriving from step t+1 (through c_{t+1} = f ⊙ c_t + ...)."""
+        """dh: total ∂L/∂h_t; dc: ∂L/∂c_t arriving from step t+1 (via c_{t+1} = f ⊙ c_t + ...)."""
         i, f, g, o = a.chunk(4, 1)
         tc = torch.tanh(c)
         dc = dc + dh * o * (1 - tc * tc)  # total ∂L/∂c_t = from c_{t+1} + ∂L/∂h_t ⊙ o ⊙ tanh'(c_t)

@@ -302,7 +302,7 @@ def _packed_to_padded(data: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, Ten
 
 
 class RNN(RNNBase):
-    """Elman RNN, h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (or relu); torch.nn.RNN's API."""
+    """Elman RNN, h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (or relu); torch.nn.RNN API."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
@@ -352,7 +352,8 @@ class RNNCellBase(_InitMixin, nn.Module):
         super().__init__()
         _check_positive_int("input_size", input_size)
         _check_positive_int("hidden_size", hidden_size)
-        self.mode, self.input_size, self.hidden_size, self.bias = mode, input_size, hidden_size, bias
+        self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
+        self.bias = bias
         self.nonlinearity = nonlinearity
         self.step = make_step(mode, nonlinearity)
         self._check_init_options(forget_bias, recurrent_init, spectral_radius, bias)
