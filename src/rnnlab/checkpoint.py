@@ -1,0 +1,176 @@
+"""Checkpoints: data on disk that never runs code.
+
+A checkpoint is one ``.pt`` file holding a plain dictionary (tensors, numbers, strings, lists,
+dicts) — model weights, optimiser state, step, every random-generator state, the vocabulary and
+the run's configuration::
+
+    {"format": "rnnlab.checkpoint", "version": 1, "step": int, "config": {...},
+     "model": state_dict, "optimizer": state_dict, "rng": {...}, "tokenizer": {...} | None, ...}
+
+- ``save`` is atomic: it writes a temporary file in the same directory, flushes and fsyncs it,
+  then ``os.replace``-s it over the target, so a crash (even ``kill -9``) leaves either the old
+  file or the new one, never half of one.
+- ``load`` uses ``torch.load(weights_only=True)``: only tensors and plain containers can come
+  back, so a file holding a pickle that would run code is refused, not executed. Corrupt,
+  truncated and foreign files (a ``.pt`` that is not an rnnlab checkpoint) are ``UserError``s.
+- Tensors are loaded onto the CPU (``map_location``) so a run trained on a GPU samples anywhere.
+- ``load_run`` turns a run directory (or one ``.pt`` in it) back into a model, task and tokenizer.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UserError
+
+FORMAT = "rnnlab.checkpoint"
+VERSION = 1
+LAST = "last.pt"   # the newest checkpoint of a run
+BEST = "best.pt"   # the checkpoint with the best validation loss so far
+
+
+def save(path: str | os.PathLike, payload: dict) -> Path:
+    """Write ``payload`` to ``path`` atomically (temp file in the same dir, fsync, os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by ``save``; ``UserError`` if missing, corrupt or foreign."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise UserError(f"not a checkpoint file: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4" on foreign files
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # the weights-only unpickler met something other than tensors and plain data:
+        # a reference to a class or function (code it would call) or bytes that are no pickle
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found:
+            raise UserError(f"refusing to load {path}: it is not an rnnlab checkpoint and holds "
+                            f"a pickle that would run code ({found.group(1)}); "
+                            "it was not executed") from None
+        raise UserError(f"cannot read checkpoint {path}: not an rnnlab checkpoint (corrupt, or "
+                        "not plain data; the safe loader refused it, nothing was executed)"
+                        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+            UnicodeDecodeError, KeyError, AttributeError, IndexError, TypeError) as e:
+        raise UserError(f"cannot read checkpoint {path}: the file is corrupt or truncated "
+                        f"({type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path} is not an rnnlab checkpoint")
+    if payload.get("version") != VERSION:
+        raise UserError(f"{path}: unsupported rnnlab checkpoint version "
+                        f"{payload.get('version')!r} (this rnnlab reads version {VERSION})")
+    for key in ("step", "config", "model"):
+        if key not in payload:
+            raise UserError(f"{path} is an incomplete rnnlab checkpoint (no '{key}')")
+    return payload
+
+
+def find(path: str | os.PathLike) -> Path:
+    """The checkpoint file for a run directory (its last.pt, else its newest .pt) or a .pt file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"no such run directory or checkpoint: {path}")
+    if path.is_file():
+        return path
+    if (path / LAST).is_file():
+        return path / LAST
+    found = sorted(path.glob("*.pt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(f"no checkpoint (*.pt) in {path}")
+    return found[-1]
+
+
+@dataclass
+class Run:
+    """A trained run back from disk: the model (eval mode), its task, config and vocabulary."""
+
+    model: torch.nn.Module
+    task: Any            # rnnlab.data Task, or None when it cannot be rebuilt (e.g. text moved)
+    config: dict
+    tokenizer: Any       # rnnlab.data.CharTokenizer or None
+    step: int
+    path: Path           # the checkpoint file
+    payload: dict        # everything the checkpoint holds (optimizer, rng, ...)
+    task_error: str | None = None  # why ``task`` is None
+
+
+def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
+    """Load a run directory or checkpoint file: rebuild the model and task, move to ``device``."""
+    from . import models
+    from .data import CharTokenizer, build_task
+
+    file = find(path)
+    payload = load(file)
+    config = payload["config"]
+    model_cfg = dict(config.get("model") or {})
+    name = model_cfg.pop("name", None)
+    if name is None:
+        raise UserError(f"{file}: the checkpoint's config names no model")
+    try:
+        model = models.build(name, **model_cfg)
+        model.load_state_dict(payload["model"])
+    except UserError:
+        raise
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        raise UserError(f"{file}: the checkpoint does not match its model "
+                        f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+    model.to(device).eval()
+
+    tok = payload.get("tokenizer")
+    tokenizer = CharTokenizer.from_dict(tok) if tok else None
+    task, task_error = None, None
+    task_cfg = dict(config.get("task") or {})
+    task_name = task_cfg.pop("name", None)
+    if task_name is not None:
+        try:
+            task = build_task(task_name, **task_cfg)
+        except UserError as e:
+            task_error = str(e)
+    if tokenizer is None and task is not None:
+        tokenizer = getattr(task, "tokenizer", None)
+    return Run(model=model, task=task, config=config, tokenizer=tokenizer,
+               step=int(payload["step"]), path=file, payload=payload, task_error=task_error)
