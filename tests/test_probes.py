@@ -1,0 +1,288 @@
+"""rnnlab.probes against closed forms and torch.autograd (never against its own earlier output)."""
+
+import importlib.util
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import rnnlab
+from rnnlab import probes
+
+D64 = torch.float64
+
+
+def _orthogonal(n, gen_seed=1):
+    g = torch.Generator().manual_seed(gen_seed)
+    return torch.linalg.qr(torch.randn(n, n, generator=g, dtype=D64))[0]
+
+
+def _linear_rnn(r, H=6, I=3):
+    """W_hh = r·Q, W_ih = 0, b = 0, h0 = 0: h_t = 0 for all t, so tanh'(a_t) = 1 exactly."""
+    rnn = rnnlab.RNN(I, H, batch_first=True).double()
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.zero_()
+        rnn.weight_hh_l0.copy_(r * _orthogonal(H))
+    return rnn
+
+
+# ---- closed forms ------------------------------------------------------------------------------
+@pytest.mark.parametrize("r", [0.7, 1.0, 1.3])
+def test_rnn_rQ_jacobian_norms_are_r_powers(r):
+    T = 12
+    rnn = _linear_rnn(r)
+    x = torch.randn(2, T, 3, dtype=D64)
+    got = probes.jacobian_norms(rnn, x, reduce="none")  # (B, T)
+    t = torch.arange(T, dtype=D64)
+    want = r ** (T - 1 - t)  # ‖∂h_{T−1}/∂h_t‖ = ‖(rQ)^(T−1−t)‖ = r^(T−1−t)
+    assert got.shape == (2, T)
+    torch.testing.assert_close(got, want.expand(2, T), rtol=1e-12, atol=0)
+    assert got[:, -1].eq(1).all()
+
+
+@pytest.mark.parametrize("r", [0.5, 0.9, 1.2])
+def test_rnn_rQ_every_lyapunov_exponent_is_ln_r(r):
+    rnn = _linear_rnn(r)
+    x = torch.randn(1, 30, 3, dtype=D64)
+    lam = probes.lyapunov_spectrum(rnn, x, warmup=5)
+    assert lam.shape == (6,)
+    torch.testing.assert_close(lam, torch.full((6,), math.log(r), dtype=D64), rtol=0, atol=1e-12)
+    lam2 = probes.lyapunov_spectrum(rnn, x[0], k=2, warmup=0)  # one (T, I) sequence, k = 2
+    torch.testing.assert_close(lam2, torch.full((2,), math.log(r), dtype=D64), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("f", [0.3, 0.9])
+def test_lstm_c_path_is_forget_gate_power(f):
+    """Zero weights, forget bias logit(f): f_t = f, and ∂c_T/∂c_t along the highway is
+    ∏_{k=t+1}^{T} f_k = f^(T−t) in the theory's 1-based notation, i.e. f^(T−1−t) with rnnlab's
+    0-based steps (final state c_{T−1})."""
+    T, H = 10, 3
+    lstm = rnnlab.LSTM(2, H, batch_first=True).double()
+    with torch.no_grad():
+        for p in lstm.parameters():
+            p.zero_()
+        lstm.bias_ih_l0[H:2 * H] = math.log(f / (1 - f))  # logit(f)
+    x = torch.randn(2, T, 2, dtype=D64)
+    got = probes.jacobian_norms(lstm, x, path="c")
+    want = f ** (T - 1 - torch.arange(T, dtype=D64))
+    torch.testing.assert_close(got, want, rtol=1e-13, atol=0)
+
+
+def test_random_tanh_rnn_lambda1_below_log_sigma_max():
+    rnn = rnnlab.RNN(4, 16, batch_first=True, spectral_radius=1.5).double()
+    x = torch.randn(3, 40, 4, dtype=D64)
+    lam = probes.lyapunov_spectrum(rnn, x, k=4, reduce="none")  # (B, k)
+    smax = torch.linalg.svdvals(rnn.weight_hh_l0.detach())[0]
+    assert lam.shape == (3, 4)
+    assert (lam[:, 0] <= torch.log(smax) + 1e-12).all()
+    assert (lam[:, :-1] >= lam[:, 1:]).all()  # sorted descending
+
+
+# ---- jacobian_norms against torch.autograd.functional.jacobian --------------------------------
+def _autograd_norms(layer, x):
+    """‖∂s_{T−1}/∂s_t‖₂ by autograd: run the last layer from state s_t over the remaining steps
+    with torch.nn's own layer (copied weights) and differentiate."""
+    L, H = layer.num_layers, layer.hidden_size
+    tnn = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}[layer.mode]
+    if layer.mode == "RNN":
+        tnn = lambda *a, _c=tnn, **k: _c(*a, nonlinearity=layer.nonlinearity, **k)
+    sd = layer.state_dict()
+    inp = x
+    if L > 1:
+        lower = tnn(layer.input_size, H, L - 1, batch_first=True).double()
+        lower.load_state_dict({k: v for k, v in sd.items() if not k.endswith(f"l{L - 1}")})
+        inp = lower(x)[0]
+    last = tnn(inp.shape[-1], H, 1, batch_first=True).double()
+    last.load_state_dict({k.replace(f"l{L - 1}", "l0"): v for k, v in sd.items()
+                          if k.endswith(f"l{L - 1}")})
+    lstm = layer.mode == "LSTM"
+    flat = lambda st: torch.cat((st[0][0, 0], st[1][0, 0])) if lstm else st[0, 0]
+    T = x.shape[1]
+    norms = []
+    for t in range(T):
+        s_t = flat(last(inp[:, : t + 1])[1]).detach()
+
+        def final(s, t=t):
+            if t == T - 1:
+                return s
+            hx = (s[:H].view(1, 1, H), s[H:].view(1, 1, H)) if lstm else s.view(1, 1, H)
+            return flat(last(inp[:, t + 1:], hx)[1])
+
+        J = torch.autograd.functional.jacobian(final, s_t)
+        norms.append(torch.linalg.matrix_norm(J, ord=2))
+    return torch.stack(norms)
+
+
+@pytest.mark.parametrize("mode,layers", [("RNN", 1), ("GRU", 1), ("LSTM", 1), ("RNN", 2),
+                                         ("GRU", 2), ("LSTM", 2)])
+def test_jacobian_norms_match_autograd(mode, layers):
+    layer = getattr(rnnlab, mode)(3, 4, layers, batch_first=False).double()
+    x = torch.randn(1, 7, 3, dtype=D64)  # probes take (B, T, I) whatever batch_first says
+    got = probes.jacobian_norms(layer, x)
+    want = _autograd_norms(layer, x)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-14)
+
+
+def test_jacobian_norms_relu_and_lstm_h_block_match_autograd():
+    rnn = rnnlab.RNN(3, 5, nonlinearity="relu").double()
+    x = torch.randn(1, 6, 3, dtype=D64)
+    torch.testing.assert_close(probes.jacobian_norms(rnn, x), _autograd_norms(rnn, x))
+    # LSTM "h" path: ∂h_{T−1}/∂h_t with c_t held fixed
+    lstm = rnnlab.LSTM(3, 4).double()
+    T, H = 5, 4
+    inp = torch.randn(1, T, 3, dtype=D64)
+    ref = nn.LSTM(3, 4, batch_first=True).double()
+    ref.load_state_dict(lstm.state_dict())
+    got = probes.jacobian_norms(lstm, inp, path="h")
+    for t in range(T - 1):
+        h_t, c_t = (s.detach() for s in ref(inp[:, : t + 1])[1])
+        J = torch.autograd.functional.jacobian(
+            lambda h, c_t=c_t, t=t: ref(inp[:, t + 1:], (h, c_t))[1][0].flatten(), h_t)
+        want = torch.linalg.matrix_norm(J.reshape(H, H), ord=2)
+        torch.testing.assert_close(got[t], want)
+
+
+def test_jacobian_norms_through_a_model_use_its_embedding():
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(5, 3)
+            self.backbone = rnnlab.GRU(3, 4, batch_first=True)
+            self.head = nn.Linear(4, 5)
+
+        def forward(self, ids):
+            return self.head(self.backbone(self.embed(ids))[0])
+
+    model = Tiny().double()
+    ids = torch.randint(0, 5, (2, 6))
+    got = probes.jacobian_norms(model, ids, reduce="none")
+    want = torch.stack([_autograd_norms(model.backbone, model.embed(ids[b:b + 1]).detach())
+                        for b in range(2)])
+    torch.testing.assert_close(got, want)
+    assert probes.find_recurrent(model) is model.backbone
+
+
+# ---- spectral ----------------------------------------------------------------------------------
+def test_spectral_known_matrices():
+    rnn = rnnlab.RNN(2, 3).double()
+    with torch.no_grad():
+        rnn.weight_hh_l0.copy_(torch.diag(torch.tensor([0.5, -0.8, 0.2], dtype=D64)))
+    (row,) = probes.spectral(rnn)
+    assert row["sigma_max"] == pytest.approx(0.8, abs=1e-15)
+    assert row["spectral_radius"] == pytest.approx(0.8, abs=1e-15)
+    assert row["regime"] == "vanishing"
+    # non-normal: ρ = 0.5 (triangular), σ_max from svdvals; torch reference values
+    gru = rnnlab.GRU(2, 2, num_layers=2, bidirectional=True).double()
+    W = torch.tensor([[0.5, 3.0], [0.0, 0.5]], dtype=D64)
+    with torch.no_grad():
+        gru.weight_hh_l1_reverse.copy_(torch.cat((torch.eye(2, dtype=D64), 2 * torch.eye(2), W)))
+    rows = {(r["layer"], r["direction"], r["block"]): r for r in probes.spectral(gru)}
+    assert len(rows) == 2 * 2 * 4
+    n = rows[(1, 1, "n")]
+    assert n["sigma_max"] == pytest.approx(float(torch.linalg.svdvals(W)[0]), rel=1e-14)
+    assert n["spectral_radius"] == pytest.approx(0.5, rel=1e-14)
+    assert n["regime"] == "may explode"
+    assert rows[(1, 1, "r")]["regime"] == "critical"
+    assert rows[(1, 1, "z")]["sigma_max"] == pytest.approx(2.0)
+    assert rows[(1, 1, "W_hh")]["spectral_radius"] is None  # 6×2, not square
+    whole = torch.linalg.svdvals(gru.weight_hh_l1_reverse.detach())
+    torch.testing.assert_close(rows[(1, 1, "W_hh")]["singular_values"], whole)
+
+
+# ---- memory_length -----------------------------------------------------------------------------
+@pytest.mark.parametrize("r,thr,T", [(0.5, 1e-3, 40), (0.9, 1e-2, 100), (0.8, 1e-3, 10),
+                                      (0.95, 1e-3, 50)])
+def test_memory_length_geometric(r, thr, T):
+    g = [r ** (T - 1 - t) for t in range(T)]
+    want = min(T - 1, math.floor(math.log(thr) / math.log(r) + 1e-9))
+    assert probes.memory_length(g, thr) == want
+    assert probes.memory_length(torch.tensor(g) * 7.0, thr) == want  # relative to the last value
+
+
+def test_memory_length_stops_at_first_dip():
+    assert probes.memory_length([1.0, 1.0, 1e-5, 1.0, 1.0], threshold=1e-3) == 1
+    with pytest.raises(ValueError):
+        probes.memory_length(torch.ones(2, 3))
+
+
+# ---- gate statistics ---------------------------------------------------------------------------
+def test_gate_stats_closed_form_and_layout():
+    """Zero weights and chosen biases: every gate is a known constant."""
+    H = 3
+    lstm = rnnlab.LSTM(2, H, num_layers=2, batch_first=True)
+    with torch.no_grad():
+        for p in lstm.parameters():
+            p.zero_()
+        lstm.bias_ih_l0[:H] = 5.0  # i = σ(5) = 0.9933 (saturated)
+        lstm.bias_ih_l0[H:2 * H] = -1.0  # f = σ(−1) = 0.269
+        lstm.bias_ih_l0[2 * H:3 * H] = 2.0  # g = tanh(2) = 0.964 (saturated, |g| > 0.95)
+    st = probes.gate_stats(lstm, torch.randn(2, 5, 2))
+    assert set(st) == {"i", "f", "g", "o"}
+    sig = lambda v: 1 / (1 + math.exp(-v))
+    for name, val, sat in [("i", sig(5), 1.0), ("f", sig(-1), 0.0), ("g", math.tanh(2), 1.0),
+                           ("o", 0.5, 0.0)]:
+        s = st[name]
+        assert s["mean"].shape == (2, 5) and s["hist"].shape == (2, 5, probes.HIST_BINS)
+        torch.testing.assert_close(s["mean"][0], torch.full((5,), val))
+        torch.testing.assert_close(s["saturated"][0], torch.full((5,), sat))
+        torch.testing.assert_close(s["run_hist"].sum(1), torch.ones(2))
+    # layer 1 (zero biases): i = f = o = 0.5, g = 0 -> bin containing 0.5, bin containing 0
+    i_bin = int(0.5 * probes.HIST_BINS)
+    assert st["i"]["run_hist"][1, i_bin] == 1.0
+    assert st["g"]["run_hist"][1, probes.HIST_BINS // 2] == 1.0
+    assert st["g"]["edges"][0] == -1 and st["i"]["edges"][0] == 0
+
+
+_HAS_TELEMETRY = importlib.util.find_spec("rnnlab.telemetry") is not None
+
+
+@pytest.mark.skipif(not _HAS_TELEMETRY,
+                    reason="rnnlab.telemetry (the engine helper's rnnlab.trace) is not there yet")
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_gate_stats_agree_with_telemetry(mode):
+    layer = getattr(rnnlab, mode)(3, 5, num_layers=2, batch_first=True,
+                                  bidirectional=True).double()
+    x = torch.randn(4, 9, 3, dtype=D64)
+    with rnnlab.trace(layer) as tr:
+        layer(x)[0].sum().backward()
+    ours = probes.gate_stats(layer, x)
+    sigmoid = {"LSTM": "ifo", "GRU": "rz"}[mode]
+    for name in sigmoid:
+        torch.testing.assert_close(ours[name]["mean"].double(), tr.gates[name]["mean"].double(),
+                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours[name]["saturated"].double(),
+                                   tr.gates[name]["saturated"].double(), rtol=0, atol=1e-6)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="no rnnlab"):
+        probes.spectral(nn.Linear(2, 2))
+    gru = rnnlab.GRU(2, 3)
+    with pytest.raises(ValueError, match="LSTM only"):
+        probes.jacobian_norms(gru, torch.randn(1, 4, 2), path="c")
+    with pytest.raises(ValueError, match="k must"):
+        probes.lyapunov_spectrum(gru, torch.randn(1, 4, 2), k=9)
+
+
+# ---- plots -------------------------------------------------------------------------------------
+def test_plot_companions_return_figures(tmp_path):
+    from matplotlib.figure import Figure
+
+    from rnnlab import plots
+
+    lstm = rnnlab.LSTM(2, 3, num_layers=2, batch_first=True)
+    x = torch.randn(2, 8, 2)
+    figs = [
+        plots.plot_jacobian_norms(probes.jacobian_norms(lstm, x), theory_r=0.8),
+        plots.plot_jacobian_norms({"h,c": probes.jacobian_norms(lstm, x),
+                                   "c path": probes.jacobian_norms(lstm, x, path="c")}),
+        plots.plot_spectrum(probes.spectral(lstm)),
+        plots.plot_lyapunov(probes.lyapunov_spectrum(lstm, x, warmup=2)),
+        plots.plot_gate_stats(probes.gate_stats(lstm, x)),
+    ]
+    for k, fig in enumerate(figs):
+        assert isinstance(fig, Figure)
+        fig.savefig(tmp_path / f"{k}.png", dpi=50)
+        assert (tmp_path / f"{k}.png").stat().st_size > 0
