@@ -1,0 +1,19 @@
+"""rnnlab.data — corpora, tokenizers, synthetic tasks and batching with masks.
+
+    from rnnlab.data import build_task, Batch, CharTokenizer, load_text, shakespeare_text
+    task = build_task("shakespeare")            # or "text" (path=...), "a13", "adding",
+    batch = task.batch("train", 32, generator)  # "copy", "reverse", "classify"
+
+Layout: ``text.py`` (shipped corpus, ``load_text``, ``CharTokenizer``, the character LM task),
+``a13.py`` (the tense grammar), ``synthetic.py`` (adding, copy memory, reverse, classify),
+``batching.py`` (``Batch``, padding, ``masked_mean``, ``pack``, ``batchify``), ``base.py`` (what
+every task has), ``tasks.py`` (``build_task``).
+"""
+
+from .base import Task
+from .batching import Batch, batchify, lengths_to_mask, masked_mean, pack, pad
+from .tasks import TASKS, build_task, task_names
+from .text import CharTokenizer, load_text, shakespeare_text
+
+__all__ = ["Batch", "CharTokenizer", "Task", "TASKS", "batchify", "build_task", "lengths_to_mask",
+           "load_text", "masked_mean", "pack", "pad", "shakespeare_text", "task_names"]

@@ -1,0 +1,183 @@
+"""The classic long-range synthetic tasks, each with the loss of its best memoryless predictor.
+
+* adding (Arjovsky, Shah & Bengio 2016, after Hochreiter & Schmidhuber 1997): x (B, T, 2),
+  channel 0 values u_t ~ U[0, 1], channel 1 a marker 1 at one position drawn uniformly in each
+  half; the target is the sum of the two marked values. Predicting the mean E[u+u'] = 1 gives
+  MSE Var(u+u') = 2 · 1/12 = 1/6 ≈ 0.167 (``baseline``).
+* copy memory (Arjovsky et al. 2016; Hochreiter & Schmidhuber 1997): alphabet 0 blank,
+  1..8 data, 9 delimiter; input = 10 data symbols, T−1 blanks, the delimiter, 10 blanks
+  (length T+20); target = T+10 blanks, then the 10 data symbols. A memoryless predictor says
+  "blank" for the first T+10 steps and is uniform over the 8 symbols after, so its
+  cross-entropy is 10·ln 8/(T+20) nats per step (``baseline``). The last 10 targets are the
+  long-range ones (dep_mask), each at distance T+10 from the symbol it copies.
+* reverse / copy for seq2seq: source lengths uniform in [min_len, max_len] over ``vocab`` data
+  symbols; ids PAD=0, BOS=1, EOS=2, data 3..vocab+2; target = reversed source (or the source
+  itself, mode="copy") then EOS.
+* classify ("the long review"): the label c is set by the first ``prefix`` tokens, drawn from
+  class c's own cue tokens; the rest of the sequence (length uniform in [min_length, length])
+  is random distractor tokens that say nothing about c. Chance accuracy 1/C, chance loss ln C.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import UserError
+from .base import Task, check_batch_size, check_int, check_split
+from .batching import Batch, lengths_to_mask
+
+
+class AddingTask(Task):
+    """The adding problem: regress the sum of the two marked values of a length-T sequence."""
+
+    name = "adding"
+    kind = "regress"
+    OPTIONS = {"length": 100}
+
+    def __init__(self, length: int = 100):
+        self.length = check_int("length", length, 2)
+        self.input_size = 2
+        self.num_outputs = 1
+        self.baseline = 1.0 / 6.0        # Var(u + u') for u, u' ~ U[0, 1]: predicting 1.0
+
+    def batch(self, split, batch_size, generator=None, seq_len=None) -> Batch:
+        """x (B, T, 2) float, y (B,) float. ``seq_len`` is ignored (the task has ``length``)."""
+        check_split(split)
+        B, T = check_batch_size(batch_size), self.length
+        half = T // 2
+        values = torch.rand(B, T, generator=generator)                       # u_t ~ U[0,1]
+        first = torch.randint(0, half, (B,), generator=generator)            # in [0, T/2)
+        second = torch.randint(half, T, (B,), generator=generator)           # in [T/2, T)
+        markers = torch.zeros(B, T)
+        rows = torch.arange(B)
+        markers[rows, first] = 1.0
+        markers[rows, second] = 1.0
+        y = values[rows, first] + values[rows, second]                       # u_i + u_j
+        return Batch(x=torch.stack([values, markers], dim=-1), y=y)
+
+
+class CopyMemoryTask(Task):
+    """Copy memory: recall 10 symbols after a delay of T blanks (length T+20 per sequence)."""
+
+    name = "copy"
+    kind = "tagging"
+    OPTIONS = {"delay": 100}
+    BLANK, DELIM, NUM_DATA, NUM_COPY = 0, 9, 8, 10
+
+    def __init__(self, delay: int = 100):
+        self.delay = check_int("delay", delay, 1)
+        self.vocab_size = 10
+        self.num_outputs = 10
+        T = self.delay
+        self.baseline = self.NUM_COPY * math.log(self.NUM_DATA) / (T + 20)  # 10·ln8/(T+20)
+        self.dependency_chance = 1.0 / self.NUM_DATA
+
+    def batch(self, split, batch_size, generator=None, seq_len=None) -> Batch:
+        """x, y (B, T+20) long; dep_mask/distance on the last 10 targets (distance T+10)."""
+        check_split(split)
+        B, T, K = check_batch_size(batch_size), self.delay, self.NUM_COPY
+        L = T + 2 * K
+        data = torch.randint(1, self.NUM_DATA + 1, (B, K), generator=generator)  # symbols 1..8
+        x = torch.zeros(B, L, dtype=torch.long)
+        x[:, :K] = data
+        x[:, T + K - 1] = self.DELIM          # 10 symbols, T−1 blanks, delimiter, 10 blanks
+        y = torch.zeros(B, L, dtype=torch.long)
+        y[:, T + K:] = data                   # T+10 blanks, then the 10 symbols
+        dep = torch.zeros(B, L, dtype=torch.bool)
+        dep[:, T + K:] = True
+        distance = dep.long() * (T + K)
+        return Batch(x=x, y=y, dep_mask=dep, distance=distance)
+
+    def decode(self, ids) -> str:
+        sym = {0: "_", 9: "|"}
+        return "".join(sym.get(int(i), str(int(i))) for i in ids)
+
+
+class ReverseTask(Task):
+    """Reverse (or copy) a variable-length sequence with an encoder-decoder."""
+
+    name = "reverse"
+    kind = "seq2seq"
+    OPTIONS = {"min_len": 5, "max_len": 15, "vocab": 10, "mode": "reverse"}
+    PAD, BOS, EOS = 0, 1, 2
+
+    def __init__(self, min_len: int = 5, max_len: int = 15, vocab: int = 10,
+                 mode: str = "reverse"):
+        self.min_len = check_int("min_len", min_len, 1)
+        self.max_len = check_int("max_len", max_len, self.min_len)
+        self.vocab = check_int("vocab", vocab, 2)
+        if mode not in ("reverse", "copy"):
+            raise UserError(f"option mode must be 'reverse' or 'copy', got {mode!r}")
+        self.mode = mode
+        self.pad_id, self.bos_id, self.eos_id = self.PAD, self.BOS, self.EOS
+        self.vocab_size = self.vocab + 3
+        self.num_outputs = self.vocab_size
+        # a decoder that places EOS right but knows nothing of the source: ln V per symbol
+        mean_len = (self.min_len + self.max_len) / 2
+        self.baseline = mean_len * math.log(self.vocab) / (mean_len + 1)
+
+    def batch(self, split, batch_size, generator=None, seq_len=None) -> Batch:
+        """x (B, S) source, y (B, S+1) target+EOS, y_in = BOS + y shifted; PAD-padded."""
+        check_split(split)
+        B = check_batch_size(batch_size)
+        lengths = torch.randint(self.min_len, self.max_len + 1, (B,), generator=generator)
+        S = int(lengths.max())
+        valid = lengths_to_mask(lengths, S)                                   # (B, S)
+        src = torch.randint(3, self.vocab + 3, (B, S), generator=generator)
+        src = torch.where(valid, src, torch.full_like(src, self.PAD))
+        if self.mode == "reverse":
+            # reversed source: target[t] = src[len-1-t] for t < len
+            idx = (lengths[:, None] - 1 - torch.arange(S)[None, :]).clamp_min(0)
+            tgt = torch.where(valid, src.gather(1, idx), torch.full_like(src, self.PAD))
+        else:
+            tgt = src
+        y = torch.full((B, S + 1), self.PAD, dtype=torch.long)
+        y[:, :S] = tgt
+        y[torch.arange(B), lengths] = self.EOS                              # target, EOS, PAD…
+        y_in = torch.cat([torch.full((B, 1), self.BOS, dtype=torch.long), y[:, :-1]], dim=1)
+        return Batch(x=src, y=y, mask=y != self.PAD, lengths=lengths, y_in=y_in)
+
+    def decode(self, ids) -> str:
+        names = {self.PAD: "<pad>", self.BOS: "<bos>", self.EOS: "<eos>"}
+        return " ".join(names.get(int(i), str(int(i) - 3)) for i in ids)
+
+
+class ClassifyTask(Task):
+    """Many-to-one: the label is in the first ``prefix`` tokens; the rest are distractors."""
+
+    name = "classify"
+    kind = "classify"
+    OPTIONS = {"length": 50, "min_length": None, "num_classes": 2, "prefix": 3,
+               "cues_per_class": 2, "vocab": 20}
+
+    def __init__(self, length: int = 50, min_length: int | None = None, num_classes: int = 2,
+                 prefix: int = 3, cues_per_class: int = 2, vocab: int = 20):
+        self.prefix = check_int("prefix", prefix, 1)
+        self.length = check_int("length", length, self.prefix + 1)
+        self.min_length = check_int("min_length", self.length // 2 if min_length is None
+                                    else min_length, self.prefix + 1, self.length)
+        self.num_classes = check_int("num_classes", num_classes, 2)
+        self.cues_per_class = check_int("cues_per_class", cues_per_class, 1)
+        self.vocab = check_int("vocab", vocab, 1)
+        # ids: 0 PAD; class c's cue tokens 1 + c·K .. c·K + K; distractors after all cues
+        self.pad_id = 0
+        self.first_distractor = 1 + self.num_classes * self.cues_per_class
+        self.vocab_size = self.first_distractor + self.vocab
+        self.num_outputs = self.num_classes
+        self.baseline = math.log(self.num_classes)          # chance cross-entropy ln C
+        self.chance_accuracy = 1.0 / self.num_classes
+
+    def batch(self, split, batch_size, generator=None, seq_len=None) -> Batch:
+        """x (B, T) long PAD-padded, y (B,) long labels, lengths (B,)."""
+        check_split(split)
+        B, K, P = check_batch_size(batch_size), self.cues_per_class, self.prefix
+        y = torch.randint(0, self.num_classes, (B,), generator=generator)
+        lengths = torch.randint(self.min_length, self.length + 1, (B,), generator=generator)
+        T = int(lengths.max())
+        x = torch.randint(self.first_distractor, self.vocab_size, (B, T), generator=generator)
+        cues = 1 + y[:, None] * K + torch.randint(0, K, (B, P), generator=generator)
+        x[:, :P] = cues
+        x = torch.where(lengths_to_mask(lengths, T), x, torch.zeros_like(x))
+        return Batch(x=x, y=y, lengths=lengths)
