@@ -49,6 +49,291 @@ def main(debug: bool) -> None:
 
 # ---- train / sample / evaluate (rnnlab.train) ----------------------------------------------
 
+_TASKS = ("shakespeare", "text", "a13", "adding", "copy", "reverse", "classify")
+_TEXT_TASKS = ("shakespeare", "text")
+# options that define a run: fixed once it exists, so --resume refuses to change them
+_RUN_OPTIONS = ("task", "text", "model", "hidden_size", "num_layers", "batch_size", "seq_len",
+                "optimizer", "lr", "clip", "dropout", "weight_decay", "forget_bias", "init",
+                "warmup", "decay", "tbptt", "eval_every", "checkpoint_every", "seed", "out")
+
+
+@main.command("train")
+@click.option("--task", type=click.Choice(_TASKS), default="shakespeare", show_default=True,
+              help="What to learn (text: your own file, see --text).")
+@click.option("--text", "text_path", type=click.Path(dir_okay=False, path_type=str),
+              help="A UTF-8 text file to learn (implies --task text).")
+@click.option("--model", type=click.Choice(("rnn", "lstm", "gru", "attention")), default="lstm",
+              show_default=True, help="Backbone.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--num-layers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=1), default=None,
+              help="Truncated-BPTT window (default: 128 for text, the task's own otherwise).")
+@click.option("--optimizer", type=click.Choice(("adam", "adamw", "sgd")), default="adam",
+              show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3,
+              show_default=True, help="Learning rate.")
+@click.option("--clip", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Clip the gradient's global norm to this (0 = off).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+              show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--forget-bias", type=float, default=None,
+              help="LSTM forget-gate bias (e.g. 1.0; default: torch's init).")
+@click.option("--init", type=click.Choice(("default", "orthogonal")), default="default",
+              show_default=True, help="Recurrent weight init.")
+@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Linear learning-rate warmup steps.")
+@click.option("--decay", type=click.Choice(("none", "cosine")), default="none",
+              show_default=True,
+              help="Learning-rate decay after warmup (cosine: to 10%% at --steps).")
+@click.option("--tbptt", type=click.Choice(("random", "stateful")), default="random",
+              show_default=True,
+              help="Text: random windows, or contiguous chunks carrying the state across.")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Total optimisation steps (default 600; with --resume: the run's own).")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Stop (with a checkpoint) after this much training time.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Run directory (default: runs/<task>-<model>-<date>-<time>).")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=str), default=None,
+              metavar="DIR", help="Continue the run in DIR to --steps in total, exactly.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, seq_len,
+              optimizer, lr, clip, dropout, weight_decay, forget_bias, init, warmup, decay,
+              tbptt, steps, time_budget, eval_every, checkpoint_every, seed, device, out,
+              resume, quiet):
+    """Train a model (default: a 2-layer char LSTM on Shakespeare) with checkpoints."""
+    from pathlib import Path
+
+    from . import train
+
+    if resume is not None:
+        given = [p for p in _RUN_OPTIONS if ctx.get_parameter_source(p if p != "text" else
+                 "text_path") == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            flags = ", ".join("--" + p.replace("_", "-") for p in given)
+            raise UserError(f"{flags} cannot be changed when resuming (the run keeps its own "
+                            "settings); only --steps, --time-budget and --device may be given")
+        train.resolve_device(device)
+        out_dir = Path(resume)
+        cfg = None
+    else:
+        if text_path is not None and ctx.get_parameter_source("task") != \
+                click.core.ParameterSource.COMMANDLINE:
+            task = "text"
+        if task == "text" and text_path is None:
+            raise UserError("--task text needs --text PATH")
+        if text_path is not None and task != "text":
+            raise UserError(f"--text goes with --task text, not --task {task}")
+        train.resolve_device(device)
+        if seq_len is None and task in _TEXT_TASKS:
+            seq_len = 128
+        task_options = {"path": str(Path(text_path).resolve())} if task == "text" else {}
+        model_options = {"hidden_size": hidden_size, "num_layers": num_layers,
+                         "dropout": dropout, "forget_bias": forget_bias,
+                         "recurrent_init": init, "backbone": model}
+        if forget_bias is not None and model != "lstm":
+            raise UserError(f"--forget-bias applies to --model lstm, not {model}")
+        cfg = train.new_config(task, task_options, model_options, steps=steps or 600,
+                               batch_size=batch_size, seq_len=seq_len, optimizer=optimizer,
+                               lr=lr, weight_decay=weight_decay, clip=clip, warmup=warmup,
+                               decay=decay, tbptt=tbptt, eval_every=eval_every,
+                               checkpoint_every=checkpoint_every, seed=seed)
+        out_dir = Path(out) if out else train.default_run_dir(cfg)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"--out {out_dir} exists and is not a folder")
+    try:
+        result = train.train_run(out_dir, cfg, resume=resume is not None, steps=steps,
+                                 time_budget=time_budget, device=device, progress=not quiet)
+    except train.RunDiverged as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    f = result.final
+    parts = [f"step {result.step}"]
+    if "loss" in f:
+        parts.append(f"val loss {f['loss']:.4f}")
+    if "bpc" in f:
+        parts.append(f"{f['bpc']:.3f} bits/char")
+    elif "acc" in f:
+        parts.append(f"val acc {f['acc']:.3f}")
+    if result.stopped != "steps":
+        parts.append(f"stopped: {result.stopped}")
+    click.echo(f"run: {result.out}  ({', '.join(parts)})")
+    if result.stopped in ("time", "interrupted"):
+        click.echo(f"continue with: rnnlab train --resume {result.out}", err=True)
+    if result.stopped == "interrupted":
+        sys.exit(130)
+
+
+def _load_for_cli(run: str, device: str):
+    from . import checkpoint, train
+    return checkpoint.load_run(run, device=train.resolve_device(device))
+
+
+@main.command("sample")
+@click.argument("run", metavar="RUN_DIR|CKPT", type=click.Path(path_type=str))
+@click.option("--prime", default="", help="Text to start from (default: a new line).")
+@click.option("--length", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Characters to generate.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
+              help="Softmax temperature (0 = greedy).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Sample only among the K most likely characters.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:i].")
+def sample_cmd(run, prime, length, temperature, top_k, seed, device):
+    """Generate text from a trained text run, after --prime."""
+    import torch
+
+    from . import train
+
+    r = _load_for_cli(run, device)
+    task_name = r.config.get("task", {}).get("name")
+    if r.tokenizer is None or r.config.get("model", {}).get("name") != "lm" \
+            or task_name not in _TEXT_TASKS:
+        raise UserError(f"{run} is a '{task_name}' run: sampling needs a text run "
+                        "(--task shakespeare or --task text)")
+    gen = torch.Generator().manual_seed(seed)
+    text = train.sample(r.model, r.tokenizer, prime, length, temperature, top_k, gen)
+    click.echo(prime + text)
+
+
+@main.command("evaluate")
+@click.argument("run", metavar="RUN_DIR|CKPT", type=click.Path(path_type=str))
+@click.option("--text", "text_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Score this UTF-8 text file (a text run only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--batches", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Validation batches (without --text).")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:i].")
+def evaluate_cmd(run, text_path, as_json, batches, device):
+    """Score a run: on --text, nats/bits per char and perplexity; else its validation set."""
+    import json
+    import math
+
+    import torch
+
+    from . import train
+    from .data import load_text
+
+    r = _load_for_cli(run, device)
+    tc = r.config.get("train", {})
+    if text_path is not None:
+        if r.tokenizer is None or r.config.get("model", {}).get("name") != "lm":
+            raise UserError(f"{run} is not a text run: --text needs a character language model")
+        text = load_text(text_path)
+        m = train.evaluate_text(r.model, r.tokenizer, text, seq_len=tc.get("seq_len") or 256)
+        if as_json:
+            click.echo(json.dumps(m))
+        else:
+            click.echo(f"nats/char   {m['nats_per_char']:.4f}\n"
+                       f"bits/char   {m['bits_per_char']:.4f}\n"
+                       f"perplexity  {m['perplexity']:.3f}\n"
+                       f"characters  {m['tokens']}")
+        return
+    if r.task is None:
+        raise UserError(f"cannot rebuild the run's task: {r.task_error}")
+    m = train.evaluate(r.model, r.task, "val", batches, int(tc.get("batch_size", 32)),
+                       tc.get("seq_len"), torch.Generator().manual_seed(int(tc.get("seed", 0)) + 1))
+    if as_json:
+        click.echo(json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                               for k, v in m.items()}, default=str))
+        return
+    click.echo(f"{r.task.name} ({r.task.kind}), step {r.step}, {batches} validation batches")
+    for k, v in m.items():
+        if isinstance(v, dict):
+            click.echo(f"{k:<22}" + "  ".join(f"{d}: {a:.3f}" for d, a in v.items()))
+        else:
+            click.echo(f"{k:<22}{v:.4f}")
+
+
 # ---- inspect (rnnlab.probes) ---------------------------------------------------------------
 
+@main.command("inspect")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--text", type=click.Path(path_type=str), default=None,
+              help="Drive the model with this text file (text runs); default: a validation batch.")
+@click.option("--seq-len", type=click.IntRange(min=2), default=64, show_default=True,
+              help="Steps to probe (synthetic tasks keep their own length).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the batch.")
+@click.option("--no-figures", is_flag=True, help="Do not write RUN_DIR/figures/inspect_*.png.")
+def inspect_cmd(path: str, text: str | None, seq_len: int, batch_size: int, seed: int,
+                no_figures: bool) -> None:
+    """The RNN debugging checklist on a run: PATH is a run directory or a checkpoint .pt.
+
+    Shapes, σ_max(W_hh) per layer, gate saturation, gradient memory length, exploding /
+    vanishing and Lyapunov warnings, each marked ok / warn with its number."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import probes
+
+    with Console(stderr=True).status("probing the run ..."):
+        res = probes.inspect_run(path, text=text, seq_len=seq_len, batch_size=batch_size,
+                                 seed=seed, figures=not no_figures)
+    table = Table(title=f"rnnlab inspect {res['checkpoint']} (step {res['step']})",
+                  caption=f"input: {res['input']}")
+    for col in ("check", "value", "status", "note"):
+        table.add_column(col, overflow="fold")
+    for r in res["rows"]:
+        status = "[green]ok" if r["status"] == "ok" else "[yellow]warn"
+        table.add_row(r["check"], r["value"], status, r["note"])
+    Console().print(table)
+    warns = sum(r["status"] == "warn" for r in res["rows"])
+    click.echo(f"{len(res['rows']) - warns} ok, {warns} warn")
+    for f in res["figures"]:
+        click.echo(f"figure: {f}")
+    if not no_figures and res["run_dir"] is None:
+        click.echo("figures: none written (the checkpoint is not inside a run directory)")
+
 # ---- study (rnnlab.studies) ----------------------------------------------------------------
+
+@main.command("study")
+@click.argument("name")
+@click.option("--quick", "profile", flag_value="quick", help="Tiny sizes: all studies ≤ 2 min.")
+@click.option("--full", "profile", flag_value="full", help="Publication sizes (slow).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Output folder (default: a new folder under runs/).")
+def study_cmd(name: str, profile: str | None, seed: int, out: str | None) -> None:
+    """Measure the notes' claims: NAME is a study (gradflow, regimes, ...) or 'all'.
+
+    Writes results.json and figures/ (per study, in OUT/NAME/ for 'all') and OUT/report.html."""
+    import time
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import report, studies
+
+    profile = profile or "default"
+    if name != "all" and name not in studies.names():
+        raise UserError(f"unknown study '{name}'; one of: all, {', '.join(studies.names())}")
+    out_dir = Path(out) if out else Path("runs") / f"study-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} exists and is not a folder")
+    t0 = time.perf_counter()
+    if name == "all":
+        results = studies.run_all(profile=profile, seed=seed, out=out_dir)
+    else:
+        results = {name: studies.run(name, profile=profile, seed=seed, out=out_dir)}
+    path = report.write_report(out_dir)
+    table = Table(title=f"rnnlab study {name} ({profile}, seed {seed})")
+    for col in ("study", "claim", "expected", "measured", "verdict"):
+        table.add_column(col, overflow="fold")
+    for sname, doc in results.items():
+        for c in doc.get("claims", []):
+            verdict = {True: "[green]holds", False: "[red]does not hold"}.get(
+                c.get("holds"), "[dim]not judged")
+            table.add_row(sname, c["id"], report.fmt(c.get("expected")),
+                          report.fmt(c.get("measured")), verdict)
+    Console().print(table)
+    click.echo(f"report: {path}  ({time.perf_counter() - t0:.1f} s)")

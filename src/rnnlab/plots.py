@@ -142,5 +142,105 @@ def plot_gate_stats(stats: dict, *, row: int = 0) -> Figure:
     fig.tight_layout()
     return fig
 
-
 # ---- studies -------------------------------------------------------------------------------
+# Generic figures the studies compose: curves on shared axes, a heat map, bars.
+
+_STYLE = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "attention": "tab:purple",
+          "feedforward": "tab:gray"}
+
+
+def _color(name: str):
+    return next((c for k, c in _STYLE.items() if name.lower().startswith(k)), None)
+
+
+def plot_curves(series: dict, *, title: str, xlabel: str, ylabel: str, logy: bool = False,
+                logx: bool = False, overlays: dict | None = None, hline: dict | None = None,
+                ylim=None) -> Figure:
+    """Lines, one per series {label: (xs, ys)}; overlays {label: (xs, ys)} dashed (theory);
+    hline {label: y} horizontal reference lines (e.g. a baseline)."""
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.add_subplot()
+    for label, (xs, ys) in series.items():
+        ys = [float("nan") if y is None else y for y in ys]
+        ax.plot(xs, ys, marker="o", ms=3, lw=1.6, label=label, color=_color(label))
+    for label, (xs, ys) in (overlays or {}).items():
+        ax.plot(xs, ys, ls="--", lw=1.2, label=label, color=_color(label) or "black", alpha=0.8)
+    for label, y in (hline or {}).items():
+        ax.axhline(y, ls=":", color="black", lw=1.2, label=label)
+    if logy:
+        ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_panels(panels: list[dict], *, title: str, ncols: int = 2) -> Figure:
+    """Several plot_curves-like panels side by side; each dict has the keys of plot_curves
+    (series, title, xlabel, ylabel, logy, logx, overlays, hline)."""
+    n = len(panels)
+    nrows = (n + ncols - 1) // ncols
+    fig = Figure(figsize=(5.2 * ncols, 3.6 * nrows))
+    for k, p in enumerate(panels):
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        for label, (xs, ys) in p["series"].items():
+            ys = [float("nan") if y is None else y for y in ys]
+            ax.plot(xs, ys, marker="o", ms=2.5, lw=1.4, label=label, color=_color(label))
+        for label, (xs, ys) in p.get("overlays", {}).items():
+            ax.plot(xs, ys, ls="--", lw=1.1, label=label, color=_color(label) or "black")
+        for label, y in p.get("hline", {}).items():
+            ax.axhline(y, ls=":", color="black", lw=1.1, label=label)
+        if p.get("logy"):
+            ax.set_yscale("log")
+        if p.get("logx"):
+            ax.set_xscale("log")
+        ax.set(title=p.get("title", ""), xlabel=p.get("xlabel", ""), ylabel=p.get("ylabel", ""))
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_heatmap(values, *, title: str, xlabel: str, ylabel: str, ylabels: list[str],
+                 log10: bool = True, cbar_label: str = "") -> Figure:
+    """A (rows, T) heat map, e.g. ‖∂L/∂h_t‖ per layer (row) and step (column), on log10 scale."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    if log10:
+        v = np.log10(np.clip(v, 1e-300, None))
+    fig = Figure(figsize=(8, 1.2 + 0.6 * v.shape[0]))
+    ax = fig.add_subplot()
+    im = ax.imshow(v, aspect="auto", cmap="viridis", interpolation="nearest",
+                   extent=(0.5, v.shape[1] + 0.5, v.shape[0] - 0.5, -0.5))
+    ax.set_yticks(range(len(ylabels)), ylabels)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.colorbar(im, ax=ax, label=cbar_label or ("log10" if log10 else ""))
+    fig.tight_layout()
+    return fig
+
+
+def plot_bars(values: dict, *, title: str, ylabel: str, logy: bool = False,
+              annotate: bool = True) -> Figure:
+    """One bar per {label: value}."""
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.add_subplot()
+    labels = list(values)
+    ys = [0 if values[k] is None else values[k] for k in labels]
+    bars = ax.bar(labels, ys, color=[_color(k) or "tab:gray" for k in labels])
+    if annotate:
+        for b, y in zip(bars, ys, strict=True):
+            ax.annotate(f"{y:,.3g}", (b.get_x() + b.get_width() / 2, y), ha="center",
+                        va="bottom", fontsize=8)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(title=title, ylabel=ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
