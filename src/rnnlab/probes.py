@@ -45,11 +45,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .layers import RNNBase
 
 __all__ = ["find_recurrent", "jacobian_norms", "spectral", "lyapunov_spectrum",
-           "memory_time_scale", "gate_stats", "memory_length", "SATURATION", "HIST_BINS"]
+           "memory_time_scale", "gate_stats", "memory_length", "checklist", "SATURATION",
+           "HIST_BINS"]
 
 SATURATION = 0.05  # σ gates saturated below 0.05 or above 0.95; tanh units where |v| > 0.95
 HIST_BINS = 20  # fixed histogram bins: [0, 1] for σ gates, [−1, 1] for tanh activations
@@ -97,7 +99,12 @@ def _layer_inputs(module: nn.Module, x: Tensor, hx=None):
     handle = layer.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.no_grad():
-            module(x)
+            try:
+                module(x)
+            except TypeError:  # forward wants more (a seq2seq model): its encoder alone
+                if not hasattr(module, "encode"):
+                    raise
+                module.encode(x, None)
     except _Captured:
         pass
     finally:
@@ -105,9 +112,10 @@ def _layer_inputs(module: nn.Module, x: Tensor, hx=None):
     if "input" not in seen:
         raise ValueError(f"{type(module).__name__}(x) never called its recurrent layer")
     inp = seen["input"]
-    if not isinstance(inp, Tensor):
-        raise ValueError("the probes need a padded Tensor input, not a PackedSequence "
-                         "(call the model without lengths)")
+    if isinstance(inp, PackedSequence):  # full-length sequences only (no padding to skip)
+        inp, lengths = pad_packed_sequence(inp, batch_first=layer.batch_first)
+        if int(lengths.min()) != int(lengths.max()):
+            raise ValueError("the probes need equal-length sequences (no padding)")
     if inp.dim() == 2:
         inp = inp.unsqueeze(1 if not layer.batch_first else 0)
     if not layer.batch_first:
@@ -472,3 +480,161 @@ def memory_length(grad_norms, threshold: float = 1e-3) -> int:
         return len(g) - 1
     first = int(below.nonzero()[0, 0])  # first step back that dips below
     return max(first - 1, 0)
+
+
+# ---- the RNN debugging checklist ---------------------------------------------------------------
+def checklist(model: nn.Module, x: Tensor, *, threshold: float = 1e-3,
+              saturation_warn: float = 0.5, lyapunov_k: int = 8) -> dict:
+    """The course notes' RNN debugging checklist, automated, on input ``x`` (what the model's
+    forward takes: token ids (B, T), or features). Returns {"rows": [...], "probes": {...}}:
+
+    rows: dicts {"check", "value", "status" ("ok" | "warn"), "note"}, one per
+      - shapes: model input -> recurrent-layer input (B, T, I) -> output (B, T, D·H);
+      - finite parameters;
+      - σ_max(W_hh) per layer and direction ("warn" above 1 for a vanilla RNN: may explode;
+        gated cells: indicative only, never a warning);
+      - gate saturation per gate over the run ("warn" above ``saturation_warn``);
+      - gradient memory length: ``memory_length`` of the batch-mean ‖∂s_{T−1}/∂s_t‖₂
+        ("warn": vanishing, it falls below ``threshold`` inside the window);
+      - exploding: max_t ‖∂s_{T−1}/∂s_t‖₂ ("warn" above 1/threshold);
+      - λ₁, the largest Lyapunov exponent ("warn" above 0: perturbations grow);
+      - LSTM only: the cell-state highway ‖∏ f‖ across the whole window.
+    probes: the raw results for plotting: "jacobian" (T,), "jacobian_batch" (B, T),
+      "c_path" (T,) | None, "spectral", "lyapunov" (k,), "gates".
+    """
+    layer, inp, _, _ = _layer_inputs(model, x)
+    B, T, I = inp.shape
+    L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
+    rows = []
+
+    def row(check, value, ok, note=""):
+        rows.append({"check": check, "value": value, "status": "ok" if ok else "warn",
+                     "note": note})
+
+    row("shapes", f"x {tuple(x.shape)} -> {layer.mode} input ({B}, {T}, {I}) -> "
+        f"output ({B}, {T}, {D * H})", I == layer.input_size,
+        f"{L} layer(s), {D} direction(s), hidden {H}")
+    bad = sum(int((~torch.isfinite(p)).sum()) for p in model.parameters())
+    row("finite parameters", f"{bad} non-finite", bad == 0,
+        "" if bad == 0 else "NaN/Inf weights: lower the learning rate, clip gradients")
+
+    spec = spectral(layer)
+    for s in spec:
+        if s["block"] != "W_hh":
+            continue
+        name = f"σ_max(W_hh) l{s['layer']}" + (" reverse" if s["direction"] else "")
+        rho = s["spectral_radius"]
+        extra = f"ρ = {rho:.3g}, " if rho is not None else ""
+        if layer.mode == "RNN":
+            ok = s["regime"] != "may explode"
+            note = extra + {"vanishing": "‖∂h_T/∂h_t‖ ≤ σ_max^(T−t): vanishing guaranteed",
+                            "critical": "norm-preserving bound (orthogonal)",
+                            "may explode": "gradients may explode: clip them"}[s["regime"]]
+        else:
+            ok, note = True, extra + "gated cell: the gates shape the Jacobian (indicative only)"
+        row(name, f"{s['sigma_max']:.4g}", ok, note)
+
+    gates = gate_stats(layer, inp)
+    for name, g in gates.items():
+        frac = float(g["run_saturated"].mean())
+        rule = "σ < 0.05 or > 0.95" if name in _SIGMOID_GATES else "|v| > 0.95"
+        row(f"saturation {name}", f"{frac:.1%}", frac <= saturation_warn,
+            f"mean {float(g['run_mean'].mean()):.3f}; saturated: {rule}")
+
+    jb = jacobian_norms(layer, inp, reduce="none")  # (B, T)
+    jm = jb.mean(0)
+    n = memory_length(jm, threshold)
+    row("gradient memory length", f"{n} of {T - 1} steps", n >= T - 1,
+        f"‖∂s_T/∂s_t‖ ≥ {threshold:g} for {n} steps back"
+        + ("" if n >= T - 1 else ": vanishing gradients"))
+    top = float(jm.max())
+    row("exploding", f"max ‖∂s_T/∂s_t‖ = {top:.3g}", top <= 1 / threshold,
+        "" if top <= 1 / threshold else "the Jacobian product grows: clip gradients")
+    S = 2 * H if layer.mode == "LSTM" else H
+    k = min(lyapunov_k, S)
+    lam = lyapunov_spectrum(layer, inp, k=k)
+    lam1 = float(lam[0])
+    row("Lyapunov λ₁", f"{lam1:.4g} /step", lam1 <= 0,
+        (f"memory time scale 1/|λ₁| = {memory_time_scale(lam1):.3g} steps" if lam1 <= 0
+         else "perturbations grow: exploding gradients / chaotic dynamics"))
+    c_path = None
+    if layer.mode == "LSTM":
+        c_path = jacobian_norms(layer, inp, path="c")
+        row("cell-state highway", f"‖∏f‖ over {T - 1} steps = {float(c_path[0]):.3g}", True,
+            f"memory length on the c path alone: {memory_length(c_path, threshold)} steps")
+    return {"rows": rows, "probes": {"jacobian": jm, "jacobian_batch": jb, "c_path": c_path,
+                                     "spectral": spec, "lyapunov": lam, "gates": gates}}
+
+
+def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed: int = 0,
+                figures: bool = True, threshold: float = 1e-3) -> dict:
+    """``rnnlab inspect``: load a run (directory or checkpoint .pt), drive its model with a
+    validation batch of its task (``batch_size`` × ``seq_len``; synthetic tasks keep their own
+    length) or with the first ``seq_len`` characters of the text file ``text`` (one sequence,
+    through the run's tokenizer), and run ``checklist``. Figures go to <run dir>/figures/
+    (inspect_jacobian.png, inspect_spectrum.png, inspect_lyapunov.png, inspect_gates.png), the
+    run directory being the folder that holds the checkpoint and its config.json; nothing is
+    written when there is no such folder. UserError for a missing path, a file that is no
+    checkpoint, unreadable text, or a model without a recurrent layer.
+
+    Returns {"checkpoint", "step", "run_dir", "input", "rows", "figures", "probes"}.
+    """
+    from pathlib import Path
+
+    from . import checkpoint
+    from .errors import UserError
+
+    run = checkpoint.load_run(path)
+    try:
+        layer = find_recurrent(run.model)
+    except ValueError as e:
+        raise UserError(f"{run.path}: {e} (attention models have no recurrence to probe)"
+                        ) from None
+    gen = torch.Generator().manual_seed(seed)
+    if text is not None:
+        from .data import load_text
+
+        if run.tokenizer is None:
+            raise UserError("--text needs a run trained on text (it has no character tokenizer)")
+        ids = run.tokenizer.encode(load_text(text))[:seq_len]
+        if ids.numel() < 2:
+            raise UserError(f"--text {text}: need at least 2 characters, got {ids.numel()}")
+        x, what = ids.unsqueeze(0), f"{ids.numel()} characters of {text}"
+    else:
+        if run.task is None:
+            raise UserError(f"cannot rebuild the run's task ({run.task_error}); "
+                            "pass --text PATH")
+        x = run.task.batch("val", batch_size, gen, seq_len=seq_len).x
+        what = f"validation batch of task {run.task.name!r}, x {tuple(x.shape)}"
+    x = x.to(next(run.model.parameters()).device)
+    res = checklist(run.model, x, threshold=threshold)
+
+    ckpt = Path(run.path)
+    run_dir = ckpt.parent if (ckpt.parent / "config.json").is_file() else None
+    written = []
+    if figures and run_dir is not None:
+        from . import plots
+
+        fig_dir = run_dir / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        p = res["probes"]
+        state = "(h, c)" if layer.mode == "LSTM" else "h"
+        series = {f"{layer.mode.lower()} state {state}": p["jacobian_batch"]}
+        if p["c_path"] is not None:
+            series["c path ∏f"] = p["c_path"]
+        last = [s for s in p["spectral"] if s["layer"] == layer.num_layers - 1
+                and s["direction"] == 0 and s["block"] == "W_hh"][0]
+        figs = {
+            "inspect_jacobian.png": plots.plot_jacobian_norms(
+                series, theory_r=last["sigma_max"] if layer.mode == "RNN" else None,
+                title=f"‖∂s_T/∂s_t‖₂, last layer (step {run.step})"),
+            "inspect_spectrum.png": plots.plot_spectrum(p["spectral"]),
+            "inspect_lyapunov.png": plots.plot_lyapunov({layer.mode.lower(): p["lyapunov"]}),
+            "inspect_gates.png": plots.plot_gate_stats(
+                p["gates"], row=(layer.num_layers - 1) * layer.num_directions),
+        }
+        for name, fig in figs.items():
+            fig.savefig(fig_dir / name, dpi=110)
+            written.append(fig_dir / name)
+    return {"checkpoint": ckpt, "step": run.step, "run_dir": run_dir, "input": what,
+            "rows": res["rows"], "figures": written, "probes": res["probes"]}
