@@ -193,6 +193,17 @@ def test_classifier_padding_invariance(backbone, bidir, pooling):
         torch.testing.assert_close(m(x[b : b + 1, :n]), out[b : b + 1], rtol=1e-10, atol=1e-12)
 
 
+def test_default_pooling_is_last_state_for_recurrent_and_mean_for_attention():
+    kw = dict(num_classes=2, vocab_size=4, hidden_size=4, num_heads=2)
+    assert models.build("classifier", backbone="gru", **kw).config["pooling"] == "last"
+    m = double(models.build("classifier", backbone="attention", **kw))
+    assert m.config["pooling"] == "mean"
+    x, lengths = torch.randint(0, 4, (2, 5)), torch.tensor([5, 3])
+    out = m.backbone(m.embedding(x), lengths)
+    ref = torch.stack([out[0].mean(0), out[1, :3].mean(0)])  # mean over valid steps
+    torch.testing.assert_close(m(x, lengths), m.head(ref))
+
+
 @pytest.mark.parametrize("backbone", ["lstm", "attention"])
 def test_regressor_float_inputs_and_padding(backbone):
     m = double(models.build("regressor", input_size=2, backbone=backbone, hidden_size=8,
@@ -388,3 +399,29 @@ def test_loss_helper_masks_positions():
     assert models.cross_entropy(logits, y, mask).item() == pytest.approx(
         per[mask].mean().item(), rel=1e-6)
     assert math.isclose(models.cross_entropy(logits, y).item(), per.mean().item(), rel_tol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name,cfg", CONFIGS)
+def test_models_run_on_cuda(name, cfg):
+    m = models.build(name, **cfg).cuda()
+    dev = torch.device("cuda")
+    if name == "lm":
+        x = torch.randint(0, 11, (2, 5), device=dev)
+        logits, state = m(x)
+        logits2, _ = m(x, state)
+        loss = logits.sum() + logits2.sum()
+    elif name in ("classifier", "regressor"):
+        x = (torch.randint(0, 10, (3, 5), device=dev) if cfg.get("vocab_size")
+             else torch.randn(3, 5, cfg["input_size"], device=dev))
+        loss = m(x, torch.tensor([5, 2, 3], device=dev)).sum()
+    else:
+        src = torch.randint(0, 7, (3, 5), device=dev)
+        lengths = torch.tensor([5, 2, 3], device=dev)
+        y_in = torch.randint(0, 9, (3, 4), device=dev)
+        g = torch.Generator(device=dev).manual_seed(0)
+        loss = m(src, lengths, y_in, teacher_forcing=0.5, generator=g).sum()
+        tokens, _ = m.greedy(src, lengths, max_len=4, bos_id=1, eos_id=2)
+        assert tokens.device == dev
+    loss.backward()
+    assert all(p.grad is None or p.grad.device == dev for p in m.parameters())

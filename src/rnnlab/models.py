@@ -180,9 +180,10 @@ class LanguageModel(_Model):
 class _Encoder(_Model):
     """Encodes a sequence (token ids or float features) into one vector per row (B, D·H).
 
-    pooling="last": the final state — for a bidirectional recurrent layer over packed sequences,
-    [forward h at the last valid step; backward h at t = 1] (the h_n rnnlab/torch layers return
-    for a PackedSequence); for attention, the output at the last valid step.
+    pooling=None picks "last" for recurrent backbones and "mean" for attention (recorded in
+    .config). pooling="last": the final state — for a bidirectional recurrent layer over packed
+    sequences [forward h at the last valid step; backward h at t = 1] (the h_n rnnlab/torch
+    layers return for a PackedSequence); for attention, the output at the last valid step.
     pooling="mean": the mean of the outputs over valid steps (padding excluded).
     """
 
@@ -195,7 +196,7 @@ class _Encoder(_Model):
         _check_backbone_options(backbone, hidden_size, num_layers, dropout, num_heads, max_len,
                                 forget_bias, recurrent_init, spectral_radius, nonlinearity,
                                 positional)
-        _choice("pooling", pooling, ("last", "mean"))
+        _choice("pooling", pooling, (None, "last", "mean"))
         if bidirectional and backbone == "attention":
             raise UserError("bidirectional applies to recurrent backbones (rnn, lstm, gru); the "
                             "attention backbone already sees the whole sequence")
@@ -208,7 +209,8 @@ class _Encoder(_Model):
             in_size = _positive_int("input_size", input_size)
             self.embedding = None
         self.drop = nn.Dropout(dropout)
-        self.pooling = pooling
+        self.pooling = pooling or ("mean" if backbone == "attention" else "last")
+        self.config["pooling"] = self.pooling
         if backbone == "attention":
             self.in_proj = nn.Linear(in_size, hidden_size) if in_size != hidden_size else None
             self.backbone = AttentionStack(hidden_size, num_layers, num_heads, dropout,
@@ -270,7 +272,7 @@ class Classifier(_Encoder):
 
     def __init__(self, num_classes: int, vocab_size: int | None = None,
                  input_size: int | None = None, backbone: str = "lstm", hidden_size: int = 128,
-                 num_layers: int = 1, bidirectional: bool = False, pooling: str = "last",
+                 num_layers: int = 1, bidirectional: bool = False, pooling: str | None = None,
                  embed_size: int | None = None, dropout: float = 0.0, num_heads: int = 4,
                  max_len: int = 1024, forget_bias: float | None = None,
                  recurrent_init: str = "default", spectral_radius: float | None = None,
@@ -294,7 +296,7 @@ class Regressor(_Encoder):
     name = "regressor"
 
     def __init__(self, input_size: int, backbone: str = "lstm", hidden_size: int = 128,
-                 num_layers: int = 1, bidirectional: bool = False, pooling: str = "last",
+                 num_layers: int = 1, bidirectional: bool = False, pooling: str | None = None,
                  dropout: float = 0.0, num_heads: int = 4, max_len: int = 1024,
                  forget_bias: float | None = None, recurrent_init: str = "default",
                  spectral_radius: float | None = None, nonlinearity: str = "tanh",
