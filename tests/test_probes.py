@@ -286,3 +286,57 @@ def test_plot_companions_return_figures(tmp_path):
         assert isinstance(fig, Figure)
         fig.savefig(tmp_path / f"{k}.png", dpi=50)
         assert (tmp_path / f"{k}.png").stat().st_size > 0
+
+
+# ---- rnnlab inspect ----------------------------------------------------------------------------
+def _tiny_run(root):
+    """A 2-step run written by the train helper's own code (rnnlab.train.train_run)."""
+    train = pytest.importorskip("rnnlab.train", reason="rnnlab.train (the train helper's) absent")
+    if not hasattr(train, "train_run") or not hasattr(train, "new_config"):
+        pytest.skip("rnnlab.train has no train_run/new_config yet")
+    cfg = train.new_config("shakespeare", model_options=dict(backbone="rnn", hidden_size=8,
+                                                             num_layers=1),
+                           steps=2, batch_size=2, seq_len=8, eval_every=2, eval_batches=1,
+                           checkpoint_every=2)
+    return train.train_run(root / "run", cfg, progress=False, log=lambda s: None).out
+
+
+def _invoke(args):
+    from click.testing import CliRunner
+
+    from rnnlab.cli import main
+
+    return CliRunner().invoke(main, args)
+
+
+def test_inspect_cli_on_a_tiny_run(tmp_path):
+    run = _tiny_run(tmp_path)
+    res = _invoke(["inspect", str(run), "--seq-len", "12", "--batch-size", "1"])
+    assert res.exit_code == 0, res.output
+    for check in ("shapes", "σ_max(W_hh) l0", "saturation h", "gradient memory", "exploding",
+                  "Lyapunov"):
+        assert check in res.output
+    figs = sorted(p.name for p in (run / "figures").iterdir())
+    assert figs == ["inspect_gates.png", "inspect_jacobian.png", "inspect_lyapunov.png",
+                    "inspect_spectrum.png"]
+    # the σ_max line carries the number torch computes for the checkpoint's W_hh
+    w = torch.load(run / "last.pt", weights_only=True)["model"]["backbone.weight_hh_l0"]
+    assert f"{float(torch.linalg.svdvals(w.double())[0]):.4g}" in res.output
+    # a loose checkpoint outside any run directory: the table, but no figures written
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "x.pt").write_bytes((run / "last.pt").read_bytes())
+    text = tmp_path / "t.txt"
+    text.write_text("To be, or not to be, that is the question.")
+    res = _invoke(["inspect", str(loose / "x.pt"), "--text", str(text)])
+    assert res.exit_code == 0, res.output
+    assert "none written" in res.output and not (loose / "figures").exists()
+
+
+def test_inspect_cli_errors_exit_2(tmp_path):
+    res = _invoke(["inspect", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "error:" in res.output
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_text("not a checkpoint")
+    res = _invoke(["inspect", str(bogus)])
+    assert res.exit_code == 2 and "error:" in res.output
