@@ -169,4 +169,4 @@ def _project(x: Tensor, w: Tensor, b) -> Tensor:
     T, B, I = x.shape
     x2 = x.reshape(T * B, I)
     out = x2 @ w.t() if b is None else torch.addmm(b, x2, w.t())
-    return out.view(T, B, -1)
+    return out.view(T, B, w.shape[0])  # G explicit: T·B may be 0 (an empty batch)

@@ -26,7 +26,7 @@ from torch.autograd.function import once_differentiable
 def _rows(carry: Tensor | None, n_carry: int, fresh: Tensor, bs: int) -> Tensor:
     """State rows for a step over ``bs`` rows: the first ``n_carry`` continue from ``carry``,
     the rest start from ``fresh`` (a row's initial state, or its final-state gradient)."""
-    if n_carry >= bs:
+    if n_carry >= bs and carry is not None:  # (carry is None only for an empty batch)
         return carry[:bs]
     if n_carry == 0:
         return fresh[:bs]
@@ -137,8 +137,8 @@ class Recurrence(torch.autograd.Function):
 
         G = A.shape[2]
         need = ctx.needs_input_grad
-        dx = (D_in.view(T * B, G) @ w_ih).view(T, B, -1) if need[0] else None
-        dw_ih = D_in.view(T * B, G).t() @ x.reshape(T * B, -1) if need[3] else None
+        dx = (D_in.view(T * B, G) @ w_ih).view(x.shape) if need[0] else None
+        dw_ih = D_in.view(T * B, G).t() @ x.reshape(T * B, x.shape[2]) if need[3] else None
         dw_hh = D_hid.view(T * B, G).t() @ H_prev.view(T * B, H) if need[4] else None
         db_ih = D_in.sum((0, 1)) if (b_ih is not None and need[5]) else None
         db_hh = D_hid.sum((0, 1)) if (b_hh is not None and need[6]) else None

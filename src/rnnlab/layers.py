@@ -250,12 +250,16 @@ class RNNBase(_InitMixin, nn.Module):
         return output, ((h_n, c_n) if self.mode == "LSTM" else h_n)
 
     def _check_input(self, x: Tensor) -> None:
+        if x.size(0) == 0:  # x is time-major here; torch raises the same
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         if x.size(-1) != self.input_size:
             raise RuntimeError(f"input.size(-1) must be equal to input_size. "
                                f"Expected {self.input_size}, got {x.size(-1)}")
         w = self.weight_ih_l0
-        if x.dtype != w.dtype:
-            raise RuntimeError(f"input must have the type {w.dtype}, got type {x.dtype}")
+        if x.dtype != w.dtype:  # torch raises ValueError here too
+            raise ValueError(f"{type(self).__name__} input dtype ({x.dtype}) does not match weight "
+                             f"dtype ({w.dtype}). Convert input: input.to({w.dtype}), or convert "
+                             f"model: model.to({x.dtype})")
         if x.device != w.device:
             raise RuntimeError(f"input is on {x.device} but the parameters are on {w.device}")
 
@@ -266,8 +270,10 @@ class RNNBase(_InitMixin, nn.Module):
             z = x.new_zeros(shape)
             return z, (z if lstm else None)
         states = hx if lstm else (hx,)
-        if lstm and not (isinstance(hx, tuple | list) and len(hx) == 2):
-            raise TypeError("LSTM expects hx as a tuple (h_0, c_0)")
+        if lstm and not isinstance(hx, tuple | list):
+            raise TypeError(f"LSTM expects hx as a tuple (h_0, c_0), got {type(hx).__name__}")
+        if lstm and len(hx) != 2:  # torch: RuntimeError "lstm expects two hidden states"
+            raise RuntimeError(f"LSTM expects two hidden states (h_0, c_0), got {len(hx)}")
         out = []
         for i, s in enumerate(states):
             if not isinstance(s, Tensor):
@@ -394,6 +400,8 @@ class RNNCellBase(_InitMixin, nn.Module):
         if hx is None:
             states = [x.new_zeros(B, H)] * (2 if lstm else 1)
         else:
+            if lstm and not (isinstance(hx, tuple | list) and len(hx) == 2):
+                raise TypeError(f"LSTMCell expects hx as a tuple (h, c), got {type(hx).__name__}")
             states = list(hx) if lstm else [hx]
             for i, s in enumerate(states):
                 s = s if batched else s.unsqueeze(0)
