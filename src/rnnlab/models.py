@@ -101,6 +101,17 @@ def _recurrent(backbone: str, input_size: int, hidden_size: int, num_layers: int
                              bidirectional=bidirectional, **kw)
 
 
+def _plain(v):
+    """A config value as a plain JSON type (numpy / torch scalars -> int, float, bool)."""
+    if isinstance(v, bool | str) or v is None:
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
+    return bool(v) if hasattr(v, "dtype") and v.dtype == bool else v
+
+
 class _Model(nn.Module):
     """Shared bits: the config, the parameter count."""
 
@@ -108,7 +119,7 @@ class _Model(nn.Module):
 
     def _set_config(self, frame_locals: dict) -> None:
         params = inspect.signature(type(self).__init__).parameters
-        cfg = {k: frame_locals[k] for k in params if k != "self"}
+        cfg = {k: _plain(frame_locals[k]) for k in params if k != "self"}
         self.config = {"name": self.name, **cfg}
 
     def num_parameters(self, trainable_only: bool = False) -> int:
@@ -525,7 +536,7 @@ def build(name: str, **config) -> nn.Module:
                 if p != "self" and v.default is inspect.Parameter.empty and p not in config]
     if required:
         raise UserError(f"model {name!r} needs {', '.join(required)}")
-    return cls(**config)
+    return cls(**{k: _plain(v) for k, v in config.items()})
 
 
 # -- parameter counts ------------------------------------------------------------------------
