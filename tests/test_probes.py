@@ -125,6 +125,19 @@ def test_jacobian_norms_match_autograd(mode, layers):
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-14)
 
 
+
+def test_reverse_direction_counts_steps_in_processing_order():
+    """direction=1 of a bidirectional layer = a one-way layer with the reverse weights run on
+    the time-reversed input (checked against autograd)."""
+    bi = rnnlab.GRU(3, 4, bidirectional=True).double()
+    one = rnnlab.GRU(3, 4).double()
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(one, name + "_l0").copy_(getattr(bi, name + "_l0_reverse"))
+    x = torch.randn(1, 6, 3, dtype=D64)
+    torch.testing.assert_close(probes.jacobian_norms(bi, x, direction=1),
+                               _autograd_norms(one, x.flip(1)))
+
 def test_jacobian_norms_relu_and_lstm_h_block_match_autograd():
     rnn = rnnlab.RNN(3, 5, nonlinearity="relu").double()
     x = torch.randn(1, 6, 3, dtype=D64)
@@ -265,6 +278,20 @@ def test_errors():
     with pytest.raises(ValueError, match="k must"):
         probes.lyapunov_spectrum(gru, torch.randn(1, 4, 2), k=9)
 
+
+
+@pytest.mark.cuda
+def test_probes_on_cuda_match_cpu():
+    lstm = rnnlab.LSTM(3, 5, num_layers=2, batch_first=True)
+    x = torch.randn(2, 9, 3)
+    cpu = (probes.jacobian_norms(lstm, x), probes.lyapunov_spectrum(lstm, x, k=3),
+           probes.gate_stats(lstm, x)["f"]["mean"])
+    lstm_c, x_c = lstm.cuda(), x.cuda()
+    gpu = (probes.jacobian_norms(lstm_c, x_c), probes.lyapunov_spectrum(lstm_c, x_c, k=3),
+           probes.gate_stats(lstm_c, x_c)["f"]["mean"])
+    for a, b in zip(cpu, gpu, strict=True):
+        assert b.device.type == "cuda"
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-6, atol=1e-6)
 
 # ---- plots -------------------------------------------------------------------------------------
 def test_plot_companions_return_figures(tmp_path):
