@@ -97,6 +97,8 @@ def _layer_inputs(module: nn.Module, x: Tensor, hx=None):
         raise _Captured
 
     handle = layer.register_forward_pre_hook(hook, with_kwargs=True)
+    was_training = module.training
+    module.eval()  # no dropout on the captured input
     try:
         with torch.no_grad():
             try:
@@ -109,6 +111,7 @@ def _layer_inputs(module: nn.Module, x: Tensor, hx=None):
         pass
     finally:
         handle.remove()
+        module.train(was_training)
     if "input" not in seen:
         raise ValueError(f"{type(module).__name__}(x) never called its recurrent layer")
     inp = seen["input"]
