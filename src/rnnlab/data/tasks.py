@@ -7,6 +7,7 @@ lists the valid ones, and ``build_task(task.name, **task.config())`` rebuilds th
 from __future__ import annotations
 
 from ..errors import UserError
+from .a13 import A13Task
 from .base import Task
 from .synthetic import AddingTask, ClassifyTask, CopyMemoryTask, ReverseTask
 from .text import ShakespeareTask, TextFileTask
@@ -14,6 +15,7 @@ from .text import ShakespeareTask, TextFileTask
 TASKS: dict[str, type[Task]] = {
     "shakespeare": ShakespeareTask,
     "text": TextFileTask,
+    "a13": A13Task,
     "adding": AddingTask,
     "copy": CopyMemoryTask,
     "reverse": ReverseTask,

@@ -86,7 +86,7 @@ def load_text(path) -> str:
 
 def _codepoints(text: str) -> np.ndarray:
     """str -> (N,) uint32 code points, without a Python loop."""
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 class CharTokenizer:
@@ -107,7 +107,7 @@ class CharTokenizer:
         order = np.argsort(cps)
         self._cps = cps[order]
         self._ids = order.astype(np.int64)
-        self._chars_arr = np.array(chars)
+        self._cp_of_id = cps                                   # id -> code point
 
     @classmethod
     def from_text(cls, text: str) -> CharTokenizer:
@@ -170,7 +170,7 @@ class CharTokenizer:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self.chars)):
             raise UserError(f"token id out of range for a vocabulary of {len(self.chars)}")
-        return "".join(self._chars_arr[ids].tolist())
+        return self._cp_of_id[ids].tobytes().decode("utf-32-le", "surrogatepass")
 
     def to_dict(self) -> dict:
         """JSON-able: {"type": "char", "chars": [...]} (ids are list positions)."""

@@ -1,0 +1,129 @@
+"""Synthetic tasks: structure, and baselines against their closed forms."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rnnlab.data import build_task, masked_mean
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# --- adding ----------------------------------------------------------------------------------
+
+def test_adding_structure():
+    T = 11
+    task = build_task("adding", length=T)
+    b = task.batch("train", 256, gen(1))
+    assert b.x.shape == (256, T, 2) and b.y.shape == (256,) and b.x.dtype == torch.float32
+    values, markers = b.x[..., 0], b.x[..., 1]
+    assert ((values >= 0) & (values <= 1)).all()
+    assert set(markers.unique().tolist()) == {0.0, 1.0}
+    assert (markers[:, : T // 2].sum(1) == 1).all() and (markers[:, T // 2:].sum(1) == 1).all()
+    torch.testing.assert_close(b.y, (values * markers).sum(1))
+    # each marker position is uniform within its half: every position gets used
+    assert (markers.sum(0) > 0).all()
+
+
+def test_adding_mean_predictor_scores_one_sixth():
+    task = build_task("adding", length=20)
+    assert task.baseline == pytest.approx(1 / 6)
+    y = torch.cat([task.batch("train", 1000, gen(s)).y for s in range(20)]).double()
+    sq = (y - 1.0) ** 2                                      # predicting E[y] = 1
+    mse, se = sq.mean().item(), (sq.std() / math.sqrt(sq.numel())).item()
+    assert abs(mse - 1 / 6) < 4 * se, (mse, se)
+
+
+# --- copy memory -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("T", [1, 5, 30])
+def test_copy_structure_and_dependencies(T):
+    task = build_task("copy", delay=T)
+    b = task.batch("train", 64, gen(2))
+    L = T + 20
+    assert b.x.shape == b.y.shape == (64, L)
+    data = b.x[:, :10]
+    assert ((data >= 1) & (data <= 8)).all()
+    assert (b.x[:, 10:T + 9] == 0).all() and (b.x[:, T + 9] == 9).all()
+    assert (b.x[:, T + 10:] == 0).all()
+    assert (b.y[:, :T + 10] == 0).all() and torch.equal(b.y[:, T + 10:], data)
+    assert b.dep_mask.sum(1).tolist() == [10] * 64 and b.dep_mask[:, T + 10:].all()
+    t = torch.arange(L).expand(64, L)
+    d = b.distance[b.dep_mask]
+    assert (d == T + 10).all()
+    # the dependent target equals the input `distance` steps earlier
+    src = (t - b.distance)[b.dep_mask].view(64, 10)
+    assert torch.equal(b.x.gather(1, src), b.y[:, T + 10:])
+    assert (b.distance[~b.dep_mask] == 0).all()
+
+
+@pytest.mark.parametrize("T", [3, 50])
+def test_copy_memoryless_predictor_scores_the_baseline_exactly(T):
+    task = build_task("copy", delay=T)
+    b = task.batch("train", 32, gen(3))
+    L = T + 20
+    logits = torch.full((32, L, 10), -1e4, dtype=torch.float64)
+    logits[:, :T + 10, 0] = 0.0                       # blank, certainly
+    logits[:, T + 10:, 1:9] = 0.0                     # uniform over the 8 data symbols
+    ce = F.cross_entropy(logits.transpose(1, 2), b.y, reduction="none")
+    loss = masked_mean(ce, b.mask)
+    assert loss.item() == pytest.approx(10 * math.log(8) / (T + 20), rel=1e-9)
+    assert task.baseline == pytest.approx(10 * math.log(8) / (T + 20), rel=1e-12)
+
+
+# --- reverse / copy seq2seq --------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["reverse", "copy"])
+def test_seq2seq_targets(mode):
+    task = build_task("reverse", min_len=2, max_len=9, vocab=6, mode=mode)
+    PAD, BOS, EOS = task.pad_id, task.bos_id, task.eos_id
+    assert (PAD, BOS, EOS) == (0, 1, 2) and task.vocab_size == 9
+    b = task.batch("train", 128, gen(4))
+    assert b.lengths.min() >= 2 and b.lengths.max() <= 9
+    assert set(b.lengths.tolist()) == set(range(2, 10))
+    S = b.x.shape[1]
+    assert S == int(b.lengths.max()) and b.y.shape == (128, S + 1) == b.y_in.shape
+    for i in range(128):
+        n = int(b.lengths[i])
+        src = b.x[i, :n].tolist()
+        assert all(3 <= s < 9 for s in src) and (b.x[i, n:] == PAD).all()
+        want = src[::-1] if mode == "reverse" else src
+        assert b.y[i].tolist() == want + [EOS] + [PAD] * (S - n)
+        assert b.y_in[i].tolist() == [BOS] + b.y[i, :-1].tolist()
+        assert b.mask[i].tolist() == [True] * (n + 1) + [False] * (S - n)
+
+
+# --- classify ----------------------------------------------------------------------------------
+
+def test_classify_label_is_in_the_prefix_only():
+    task = build_task("classify", length=30, min_length=8, num_classes=3, prefix=2,
+                      cues_per_class=2, vocab=10)
+    assert task.baseline == pytest.approx(math.log(3)) and task.chance_accuracy == 1 / 3
+    b = task.batch("train", 600, gen(5))
+    assert b.x.shape[0] == 600 and b.y.shape == (600,) and b.mask is None
+    assert b.lengths.min() >= 8 and b.lengths.max() <= 30
+    first_distractor = 1 + 3 * 2
+    for i in range(600):
+        n, c = int(b.lengths[i]), int(b.y[i])
+        cues = b.x[i, :2]
+        assert ((cues - 1) // 2 == c).all()                         # class c's own cue tokens
+        assert (b.x[i, 2:n] >= first_distractor).all()              # distractors after
+        assert (b.x[i, n:] == 0).all()                              # padding
+    # distractors are independent of the label: same distribution for every class
+    counts = torch.stack([torch.bincount(b.x[b.y == c][:, 2:].flatten(), minlength=17)[7:]
+                          .double() for c in range(3)])
+    freqs = counts / counts.sum(1, keepdim=True)
+    assert (freqs - 0.1).abs().max() < 0.03
+    assert (torch.bincount(b.y, minlength=3).double() / 600 - 1 / 3).abs().max() < 0.07
+
+
+def test_synthetic_tasks_are_deterministic():
+    for name in ["adding", "copy", "reverse", "classify"]:
+        task = build_task(name)
+        a, b, c = (task.batch("val", 8, gen(s)) for s in (1, 1, 2))
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+        assert not torch.equal(a.x, c.x)
