@@ -330,6 +330,7 @@ def test_config_is_json_and_rebuilds_an_identical_task(name, cfg):
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
     if task.tokenizer is not None:
         assert again.tokenizer == task.tokenizer
+    assert json.loads(json.dumps(task.describe()))["kind"] == task.kind
 
 
 def test_kinds_and_sizes():

@@ -127,3 +127,12 @@ def test_synthetic_tasks_are_deterministic():
         a, b, c = (task.batch("val", 8, gen(s)) for s in (1, 1, 2))
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
         assert not torch.equal(a.x, c.x)
+
+
+@pytest.mark.parametrize("name", ["adding", "copy", "reverse", "classify", "a13"])
+def test_val_batches_differ_from_train_batches_under_the_same_seed(name):
+    task = build_task(name)
+    tr = task.batch("train", 8, gen(11))
+    va, va2 = task.batch("val", 8, gen(11)), task.batch("val", 8, gen(11))
+    assert torch.equal(va.x, va2.x)
+    assert tr.x.shape != va.x.shape or not torch.equal(tr.x, va.x)

@@ -49,7 +49,7 @@ import random
 import torch
 
 from ..errors import UserError
-from .base import Task, check_batch_size, check_prob, check_split, python_rng
+from .base import Task, check_batch_size, check_prob, python_rng, split_generator
 from .batching import Batch
 
 PAD = "<pad>"
@@ -97,6 +97,14 @@ ADJECTIVES = ["old", "red", "big", "quiet", "small", "green", "tall"]
 FILLER_NOUNS = ["river", "bridge", "gate", "tree", "lake", "hill", "wall", "tower"]
 
 
+LEMMAS = tuple(VERBS)
+
+
+def _pick(rng: random.Random, seq):
+    """rng.choice, about three times faster (one float draw)."""
+    return seq[int(rng.random() * len(seq))]
+
+
 def verb_group(lemma: str, tense: str, person: str) -> list[str]:
     """The verb in a tense with subject–verb agreement: she works / they work / I was ..."""
     if tense == "future":
@@ -120,13 +128,13 @@ def filler(n: int, rng: random.Random) -> list[str]:
     words: list[str] = []
     left = n - 2
     if left == 1:
-        words = list(rng.choice(FILLER_1))
+        words = list(_pick(rng, FILLER_1))
     elif left == 2:
-        words = list(rng.choice(FILLER_2))
+        words = list(_pick(rng, FILLER_2))
     while left >= 3:  # a chain of prepositional phrases "near the [adj ...] noun", 3-5 words
-        size = rng.choice([s for s in (3, 4, 5) if left - s == 0 or left - s >= 3])
-        words += [rng.choice(PREPOSITIONS), "the", *rng.sample(ADJECTIVES, size - 3),
-                  rng.choice(FILLER_NOUNS)]
+        size = _pick(rng, [s for s in (3, 4, 5) if left - s == 0 or left - s >= 3])
+        words += [_pick(rng, PREPOSITIONS), "the", *rng.sample(ADJECTIVES, size - 3),
+                  _pick(rng, FILLER_NOUNS)]
         left -= size
     return [",", *words, ","]
 
@@ -153,20 +161,20 @@ def sentence(rng: random.Random, fill: int, p_with: float = 0.5,
 
     Distances count words: the dependent word at position i is fixed by the word at i − d.
     """
-    tense = tense or rng.choice(TENSES)
-    person = person or rng.choice(PERSONS)
-    lemma = lemma or rng.choice(list(VERBS))
-    subject = rng.choice(SUBJECTS[person])
+    tense = tense or _pick(rng, TENSES)
+    person = person or _pick(rng, PERSONS)
+    lemma = lemma or _pick(rng, LEMMAS)
+    subject = _pick(rng, SUBJECTS[person])
     head = len(subject) - 1                                      # agreement cue
     words = subject + verb_group(lemma, tense, person)
     marker = len(subject)                                        # tense cue: verb group start
-    words += rng.choice(VERBS[lemma][2]) + filler(fill, rng)
+    words += _pick(rng, VERBS[lemma][2]) + filler(fill, rng)
     deps = [(len(words), len(words) - marker, "tense")]
     words += ADVERB[tense]
     if rng.random() < p_with:
         words.append("with")
         deps.append((len(words), len(words) - head, "agreement"))
-        words += [POSSESSIVE[person], rng.choice(COMPANIONS)]
+        words += [POSSESSIVE[person], _pick(rng, COMPANIONS)]
     words.append(".")
     return words, deps
 
@@ -211,12 +219,12 @@ class A13Task(Task):
 
     def sample(self, rng: random.Random) -> tuple[list[str], list[tuple[int, int, str]]]:
         """One sentence at this task's distance setting (see ``sentence``)."""
-        return sentence(rng, rng.choice(self._fills), self.p_with)
+        return sentence(rng, _pick(rng, self._fills), self.p_with)
 
     def batch(self, split, batch_size, generator=None, seq_len=None) -> Batch:
         """x, y (B, T) long (y = x shifted), mask/lengths, dep_mask/distance. ``seq_len`` is
         ignored: sentences have their own lengths."""
-        check_split(split)
+        generator = split_generator(split, generator)
         B = check_batch_size(batch_size)
         rng = python_rng(generator)
         sents = [self.sample(rng) for _ in range(B)]

@@ -52,6 +52,17 @@ class Task:
         """JSON-able options: ``build_task(self.name, **self.config())`` rebuilds this task."""
         return {k: getattr(self, k) for k in self.OPTIONS}
 
+    def describe(self) -> dict:
+        """JSON-able summary for reports: sizes, special ids, baseline and chance levels."""
+        out = {"name": self.name, "kind": self.kind, "config": self.config()}
+        for k in ("vocab_size", "input_size", "num_outputs", "pad_id", "bos_id", "eos_id",
+                  "baseline", "dependency_chance", "dependency_chance_by_type",
+                  "chance_accuracy"):
+            v = getattr(self, k, None)
+            if v is not None:
+                out[k] = v
+        return out
+
     def batch(self, split: str, batch_size: int, generator: torch.Generator | None = None,
               seq_len: int | None = None) -> Batch:
         raise NotImplementedError
@@ -98,6 +109,23 @@ def check_prob(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise UserError(f"option {name} must be a probability in [0, 1], got {value!r}")
     return float(value)
+
+
+_VAL_SALT = 0x5A1D_0F_7E57
+
+
+def split_generator(split: str, generator: torch.Generator | None) -> torch.Generator | None:
+    """The generator a generated (non-text) task draws ``split`` from.
+
+    "train" uses the caller's generator as is; "val" uses a fresh generator seeded from one
+    draw of it, salted, so train and val batches differ even if the caller seeds both
+    generators alike. Deterministic given the caller's generator either way.
+    """
+    check_split(split)
+    if split == "train":
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator)) ^ _VAL_SALT
+    return torch.Generator().manual_seed(seed)
 
 
 def python_rng(generator: torch.Generator | None) -> random.Random:

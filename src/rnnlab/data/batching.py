@@ -67,10 +67,9 @@ def masked_mean(loss_per_pos: Tensor, mask: Tensor | None) -> Tensor:
     """
     if mask is None:
         return loss_per_pos.mean()
-    mask = mask.to(loss_per_pos.device)
-    m = mask.to(loss_per_pos.dtype)
-    kept = torch.where(mask, loss_per_pos, torch.zeros_like(loss_per_pos))  # m·ℓ, NaN-safe
-    return kept.sum() / m.sum().clamp_min(1.0)                             # Σ m·ℓ / Σ m
+    keep = mask.to(device=loss_per_pos.device, dtype=torch.bool)
+    kept = torch.where(keep, loss_per_pos, torch.zeros_like(loss_per_pos))  # m·ℓ, NaN-safe
+    return kept.sum() / keep.sum().clamp_min(1).to(loss_per_pos.dtype)      # Σ m·ℓ / Σ m
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:

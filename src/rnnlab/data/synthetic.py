@@ -25,7 +25,7 @@ import math
 import torch
 
 from ..errors import UserError
-from .base import Task, check_batch_size, check_int, check_split
+from .base import Task, check_batch_size, check_int, split_generator
 from .batching import Batch, lengths_to_mask
 
 
@@ -44,7 +44,7 @@ class AddingTask(Task):
 
     def batch(self, split, batch_size, generator=None, seq_len=None) -> Batch:
         """x (B, T, 2) float, y (B,) float. ``seq_len`` is ignored (the task has ``length``)."""
-        check_split(split)
+        generator = split_generator(split, generator)
         B, T = check_batch_size(batch_size), self.length
         half = T // 2
         values = torch.rand(B, T, generator=generator)                       # u_t ~ U[0,1]
@@ -76,7 +76,7 @@ class CopyMemoryTask(Task):
 
     def batch(self, split, batch_size, generator=None, seq_len=None) -> Batch:
         """x, y (B, T+20) long; dep_mask/distance on the last 10 targets (distance T+10)."""
-        check_split(split)
+        generator = split_generator(split, generator)
         B, T, K = check_batch_size(batch_size), self.delay, self.NUM_COPY
         L = T + 2 * K
         data = torch.randint(1, self.NUM_DATA + 1, (B, K), generator=generator)  # symbols 1..8
@@ -120,7 +120,7 @@ class ReverseTask(Task):
 
     def batch(self, split, batch_size, generator=None, seq_len=None) -> Batch:
         """x (B, S) source, y (B, S+1) target+EOS, y_in = BOS + y shifted; PAD-padded."""
-        check_split(split)
+        generator = split_generator(split, generator)
         B = check_batch_size(batch_size)
         lengths = torch.randint(self.min_len, self.max_len + 1, (B,), generator=generator)
         S = int(lengths.max())
@@ -171,7 +171,7 @@ class ClassifyTask(Task):
 
     def batch(self, split, batch_size, generator=None, seq_len=None) -> Batch:
         """x (B, T) long PAD-padded, y (B,) long labels, lengths (B,)."""
-        check_split(split)
+        generator = split_generator(split, generator)
         B, K, P = check_batch_size(batch_size), self.cues_per_class, self.prefix
         y = torch.randint(0, self.num_classes, (B,), generator=generator)
         lengths = torch.randint(self.min_length, self.length + 1, (B,), generator=generator)
