@@ -107,7 +107,13 @@ def test_dropout_with_one_layer_warns_like_torch():
     ({"spectral_radius": 0}, r"spectral_radius must be a positive number"),
     ({"spectral_radius": -1.0}, r"spectral_radius must be a positive number"),
     ({"spectral_radius": "1"}, r"spectral_radius must be a positive number"),
-], ids=["proj_size", "backend", "recurrent_init", "radius 0", "radius < 0", "radius str"])
+    ({"spectral_radius": True}, r"spectral_radius must be a positive number"),
+    ({"spectral_radius": float("inf")}, r"spectral_radius must be a positive number"),
+    ({"forget_bias": "1"}, r"forget_bias must be a finite number"),
+    ({"forget_bias": True}, r"forget_bias must be a finite number"),
+    ({"forget_bias": float("nan")}, r"forget_bias must be a finite number"),
+], ids=["proj_size", "backend", "recurrent_init", "radius 0", "radius < 0", "radius str",
+        "radius bool", "radius inf", "forget_bias str", "forget_bias bool", "forget_bias nan"])
 def test_rnnlab_only_options_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
         rnnlab.LSTM(3, 5, **kwargs)

@@ -207,8 +207,10 @@ def test_state_dict_both_ways(mode, num_layers, bidirectional, bias):
 # -- unbatched input ------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("with_state", [False, True], ids=["noh0", "h0"])
-def test_unbatched_input_matches_torch(mode, with_state):
-    ours, ref = make_pair(mode, num_layers=2, bidirectional=True)
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
+def test_unbatched_input_matches_torch(mode, with_state, batch_first):
+    # an unbatched input is (T, I) whatever batch_first says
+    ours, ref = make_pair(mode, num_layers=2, bidirectional=True, batch_first=batch_first)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(T, I, generator=g, dtype=torch.float64)
     lstm = mode == "lstm"
@@ -338,6 +340,17 @@ def test_property_parity_with_torch(cfg, seed):
 def test_repr_reads_like_torch(cls, kw):
     assert repr(getattr(rnnlab, cls)(3, 5, backend="engine", **kw)) == repr(
         getattr(nn, cls)(3, 5, **kw))
+
+
+def test_positional_arguments_in_torchs_order():
+    args = {"RNN": (3, 5, 2, "relu", False, True, 0.5, True),  # ..., nonlinearity, bias, ...
+            "LSTM": (3, 5, 2, False, True, 0.5, True, 0),  # ..., bias, ..., proj_size
+            "GRU": (3, 5, 2, False, True, 0.5, True)}
+    for cls, a in args.items():
+        ours, ref = getattr(rnnlab, cls)(*a), getattr(nn, cls)(*a)
+        for attr in ("num_layers", "bias", "batch_first", "dropout", "bidirectional"):
+            assert getattr(ours, attr) == getattr(ref, attr), (cls, attr)
+    assert rnnlab.RNN(*args["RNN"]).nonlinearity == "relu"
 
 
 def test_repr_shows_rnnlab_extras():

@@ -49,10 +49,14 @@ class _InitMixin:
         if recurrent_init not in ("default", "orthogonal"):
             raise ValueError(f"Unknown recurrent_init '{recurrent_init}'. "
                              "Select from 'default' or 'orthogonal'.")
-        if spectral_radius is not None and not (
-                isinstance(spectral_radius, numbers.Real) and spectral_radius > 0):
+        if spectral_radius is not None and (
+                isinstance(spectral_radius, bool) or not isinstance(spectral_radius, numbers.Real)
+                or not 0 < spectral_radius < math.inf):
             raise ValueError(f"spectral_radius must be a positive number, got {spectral_radius!r}")
         if forget_bias is not None:
+            if (isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real)
+                    or not math.isfinite(forget_bias)):
+                raise ValueError(f"forget_bias must be a finite number, got {forget_bias!r}")
             if self.mode != "LSTM":
                 raise ValueError(f"forget_bias applies to the LSTM only, not to {self.mode}")
             if not bias:
