@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnnlab.data import (
     Batch,
@@ -110,6 +112,16 @@ def test_tokenizer_round_trips_arbitrary_text(text):
     assert tok.vocab_size == len(set(text))
     assert tok.decode(tok.encode(text)) == text
     assert tok.decode(tok.encode(text).tolist()) == text
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=200), st.text(max_size=50))
+def test_tokenizer_round_trips_any_text_and_skips_exactly_the_unseen(text, other):
+    tok = CharTokenizer.from_text(text)
+    assert tok.decode(tok.encode(text)) == text
+    kept = "".join(c for c in other if c in set(text))          # reference: plain Python
+    assert tok.decode(tok.encode(other, unknown="skip")) == kept
+    assert sum(tok.unseen(other).values()) == len(other) - len(kept)
 
 
 def test_tokenizer_dict_is_json_and_rebuilds():

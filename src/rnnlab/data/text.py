@@ -285,7 +285,7 @@ class TextFileTask(CharLMTask):
                  vocab: dict | None = None):
         if path is None:
             raise UserError("task 'text' needs path=<a UTF-8 text file>")
-        self.path = os.fspath(path)
+        self.path = os.path.abspath(os.fspath(path))   # rebuildable from any working dir
         self.vocab = vocab
         tok = CharTokenizer.from_dict(vocab) if vocab is not None else None
         super().__init__("text", load_text(self.path), seq_len, val_fraction, tokenizer=tok,
