@@ -25,6 +25,7 @@ from .common import PROFILES, log
 # (rnnlab.data / models / train) are missing is not listed here.
 REGISTRY: dict[str, str] = {
     "gradflow": "gradflow",
+    "regimes": "regimes",
 }
 
 

@@ -220,7 +220,7 @@ def forget_profile(model: nn.Module, T: int, B: int, seed: int) -> list[float]:
 def path_length(mode: str, model: nn.Module, T: int, seed: int) -> int:
     """Sequential cell applications between x_1 and y_T: 1 + the smallest truncated-BPTT window
     k (state-to-state steps kept) for which ∂L/∂x_1 ≠ 0, found by bisection."""
-    x, y = _inputs(2, T, seed)
+    x, y = _inputs(1, T, seed)
     head = _head(seed)
 
     def reaches(k: int) -> bool:
@@ -229,7 +229,9 @@ def path_length(mode: str, model: nn.Module, T: int, seed: int) -> int:
         F.cross_entropy(head(rec["h"][-1]), y, reduction="sum").backward()
         return xx.grad is not None and bool(xx.grad[:, 0].abs().max() > 0)
 
-    lo, hi = 0, T  # invariant: reaches(hi)
+    if reaches(T - 1) and not reaches(T - 2):  # the expected answer, checked in two runs
+        return T
+    lo, hi = 0, T  # otherwise bisection; invariant: reaches(hi)
     if not reaches(hi):
         return -1
     while lo < hi:
@@ -270,9 +272,9 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     out = Path(out)
     lengths = pick(profile, quick=[5, 10, 20, 50, 100], default=[5, 10, 20, 50, 100, 200],
                    full=[5, 10, 20, 50, 100, 200, 500])
-    B = pick(profile, quick=16, default=32, full=128)
+    B = pick(profile, quick=8, default=32, full=128)
     T_curve = 50
-    T_stack = pick(profile, quick=30, default=50, full=100)
+    T_stack = pick(profile, quick=20, default=50, full=100)
     names = ["rnn", "lstm", "gru", "attention", "attention-3l"]
     max_len = max(lengths)
 
@@ -410,17 +412,24 @@ def make_claims(r: dict) -> list[Claim]:
         {t_small: att[t_small], t_mid: att[t_mid]}, None if None in o1 else all(o1),
         "criterion: within one decade of 1 (0.1 to 10) at both lengths"))
     T1, T2 = lengths[-2], lengths[-1]
+
+    def loglog(ratios):  # d log ratio / d log T between the two longest lengths
+        a, b = ratios.get(T1), ratios.get(T2)
+        return math.log(b / a) / math.log(T2 / T1) if a and b else None
+
+    slope = loglog(att)
+    rnn_slope = loglog(dict(zip(lengths, models["rnn"]["ratio"], strict=True)))
     per_step = (att[T2] / att[T1]) ** (1 / (T2 - T1)) if att[T1] and att[T2] else None
-    slope = (math.log(att[T2] / att[lengths[0]]) / math.log(T2 / lengths[0])
-             if att[T2] and att[lengths[0]] else None)
     claims.append(Claim(
         "attention_no_exponential_decay", "Attention's first-token gradient does not decay "
         "exponentially with T (no r^(T−1) factor: path length 1).",
-        "per-step factor between the two longest T ≥ 0.99 (RNN: 0.9)",
-        {"per_step_factor": sig(per_step, 4), "loglog_slope": sig(slope, 3)},
-        None if per_step is None else per_step >= 0.99,
-        "loglog_slope: d log ratio / d log T over all T (−1 means ratio ∝ 1/T, e.g. softmax "
-        "weight 1/T on x_1 against the residual path at x_T)"))
+        f"log-log slope between T={T1} and T={T2} ≥ −2 (at most polynomial decay; "
+        f"0.9^(T−1) gives {sig((T2 - T1) * math.log(0.9) / math.log(T2 / T1), 3)})",
+        {"loglog_slope": sig(slope, 3), "rnn_loglog_slope": sig(rnn_slope, 3),
+         "per_step_factor": sig(per_step, 4)},
+        None if slope is None else slope >= -2,
+        "slope −1 means ratio ∝ 1/T: the softmax spreads weight ≈ 1/T over the keys, while x_T "
+        "also has the residual path"))
 
     # path length
     hops = r["path_length"]
