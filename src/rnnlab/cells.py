@@ -8,13 +8,24 @@ the engine with one GEMM,
 
 and the recurrent part W_hh h_{t-1} (+ b_hh), computed here, one GEMM per step.
 
-Every ``forward`` writes its activations *in place* into ``a`` (the step's slot of the engine's
-time-major buffer, holding xw_t on entry), so the buffer the engine saves for the backward pass
-holds the gates themselves. Every ``backward`` receives the total gradient reaching h_t and
-returns the pre-activation gradients; the engine turns them into ∂L/∂h_{t-1} (one GEMM) and
-into the weight gradients (one GEMM over all steps).
+Every ``forward`` writes into the engine's preallocated time-major buffers, in place: the gate
+slot ``a`` (holding xw_t on entry) ends up holding the gates themselves, h_t and c_t go straight
+into their slots. Nothing in the loop builds an autograd graph.
+
+The backward pass is split in two:
+
+- ``local_derivatives``: everything that does not depend on the incoming gradient (σ' = s(1−s),
+  tanh' = 1 − g², ...) for all steps at once, a handful of large element-wise ops;
+- ``backward``: per step, the total ∂L/∂h_t (and ∂L/∂c_t) times those local derivatives, in place,
+  giving the pre-activation gradients ∂L/∂a_t; the engine turns them into ∂L/∂h_{t-1} (one GEMM
+  per step) and into the weight gradients (one GEMM over all steps).
 
 Gate order is torch's: LSTM (i, f, g, o), GRU (r, z, n).
+
+Speed notes (CPU): every torch op costs a few µs at these sizes, so the per-step work is a few
+in-place ops. torch's CPU tanh is several times slower than its σ, so the LSTM computes its
+tanh gate as tanh(a) = 2σ(2a) − 1 with the g rows of the weights doubled (exact in floating
+point): one σ covers all four gates.
 
 GRU convention: like torch, h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}, so z is the *keep* gate.
 Many textbooks (Cho et al. 2014 as often quoted, d2l's "update gate" in some editions) write
@@ -25,6 +36,31 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def _sum_bias(b_ih, b_hh):
+    if b_ih is None:
+        return b_hh
+    if b_hh is None:
+        return b_ih
+    return b_ih + b_hh
+
+
+def _project(x: Tensor, w: Tensor, b, out: Tensor) -> Tensor:
+    """out (T, B, G) = x (T, B, I) W^T + b: one GEMM over all time steps."""
+    T, B, I = x.shape
+    x2 = x.reshape(T * B, I)
+    out2 = out.view(T * B, w.shape[0])
+    if b is None:
+        torch.mm(x2, w.t(), out=out2)
+    else:
+        torch.addmm(b, x2, w.t(), out=out2)
+    return out
+
+
+def _tanh_from_sigmoid_(v: Tensor) -> Tensor:
+    """In place: v holds s = σ(2a) on entry, tanh(a) = 2s − 1 on return."""
+    return v.mul_(2).sub_(1)
 
 
 class RNNStep:
@@ -41,22 +77,36 @@ class RNNStep:
         self.nonlinearity = nonlinearity
         self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
 
-    def input_projection(self, x: Tensor, w_ih: Tensor, b_ih, b_hh) -> Tensor:
+    def project(self, x, w_ih, b_ih, b_hh, out):
         # xw_t = W_ih x_t + b_ih + b_hh, for all t: (T, B, I) -> (T, B, H)
-        return _project(x, w_ih, _sum_bias(b_ih, b_hh))
+        return _project(x, w_ih, _sum_bias(b_ih, b_hh), out)
 
-    def forward(self, a: Tensor, h: Tensor, c, w_hh: Tensor, b_hh) -> tuple[Tensor, None]:
-        a.addmm_(h, w_hh.t())  # a = xw_t + W_hh h_{t-1}
-        h_new = a.tanh_() if self.nonlinearity == "tanh" else a.relu_()  # h_t = φ(a)
-        return h_new, None
+    def recurrent_weight(self, w_hh):
+        return w_hh.t()  # W_hh^T, for h_{t-1} W_hh^T
 
-    def backward(self, dh: Tensor, dc, a: Tensor, h_prev, c_prev, c):
-        # ∂L/∂a = ∂L/∂h_t ⊙ φ'(a):  tanh' = 1 − h_t²,  relu' = [h_t > 0]
+    def gates(self, A):
+        return ()
+
+    def forward(self, a, g, h_prev, c_prev, h, c, w_hh_t, b_hh, scratch):
+        """``a`` is the h_t slot itself (holding xw_t): a = xw_t + W_hh h_{t-1}; h_t = φ(a)."""
+        h.addmm_(h_prev, w_hh_t)  # a = xw_t + W_hh h_{t-1}
         if self.nonlinearity == "tanh":
-            da = dh * (1 - a * a)
+            h.tanh_()  # h_t = tanh(a)
         else:
-            da = dh * (a > 0)
-        return da, da, None, None, None
+            h.relu_()  # h_t = relu(a)
+
+    def local_derivatives(self, A, g, HP, HS, CP, CS, AUX):
+        """φ'(a_t) for all t: tanh' = 1 − h_t², relu' = [h_t > 0]. Returns (Q, None)."""
+        if self.nonlinearity == "tanh":
+            return torch.addcmul(torch.ones_like(HS), HS, HS, value=-1), None  # 1 − h²
+        return (HS > 0).to(HS.dtype), None
+
+    def grad_views(self, Q):
+        return ()
+
+    def backward(self, q, qv, dh, dc, dcarry, p, g):
+        q.mul_(dh)  # ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t)
+        return q
 
 
 class LSTMStep:
@@ -72,37 +122,63 @@ class LSTMStep:
     has_cell = True
     mode = "LSTM"
 
-    def input_projection(self, x, w_ih, b_ih, b_hh):
-        # xw_t = W_ih x_t + b_ih + b_hh, for all t: (T, B, I) -> (T, B, 4H)
-        return _project(x, w_ih, _sum_bias(b_ih, b_hh))
+    @staticmethod
+    def _double_g(t: Tensor) -> Tensor:
+        """A copy of t (4H, ...) with its g rows doubled (exact): σ(2a_g) gives tanh(a_g)."""
+        t = t.clone()
+        H = t.shape[0] // 4
+        t[2 * H : 3 * H] *= 2
+        return t
 
-    def forward(self, a, h, c, w_hh, b_hh):
-        H = h.shape[1]
-        a.addmm_(h, w_hh.t())  # a = xw_t + W_hh h_{t-1}
-        a[:, : 2 * H].sigmoid_()  # i, f = σ(a_i), σ(a_f)
-        a[:, 2 * H : 3 * H].tanh_()  # g = tanh(a_g)
-        a[:, 3 * H :].sigmoid_()  # o = σ(a_o)
-        i, f, g, o = a.chunk(4, 1)
-        c_new = torch.addcmul(i * g, f, c)  # c_t = f ⊙ c_{t-1} + i ⊙ g
-        h_new = o * torch.tanh(c_new)  # h_t = o ⊙ tanh(c_t)
-        return h_new, c_new
+    def project(self, x, w_ih, b_ih, b_hh, out):
+        # xw_t = W_ih x_t + b_ih + b_hh for all t, g rows doubled: (T, B, I) -> (T, B, 4H)
+        b = _sum_bias(b_ih, b_hh)
+        return _project(x, self._double_g(w_ih), None if b is None else self._double_g(b), out)
 
-    def backward(self, dh, dc, a, h_prev, c_prev, c):
-        """dh: total ∂L/∂h_t; dc: ∂L/∂c_t arriving from step t+1 (via c_{t+1} = f ⊙ c_t + ...)."""
-        i, f, g, o = a.chunk(4, 1)
-        tc = torch.tanh(c)
-        dc = dc + dh * o * (1 - tc * tc)  # total ∂L/∂c_t = from c_{t+1} + ∂L/∂h_t ⊙ o ⊙ tanh'(c_t)
-        da = torch.cat(
-            (
-                dc * g * i * (1 - i),  # ∂L/∂a_i = ∂L/∂c_t ⊙ g ⊙ σ'
-                dc * c_prev * f * (1 - f),  # ∂L/∂a_f = ∂L/∂c_t ⊙ c_{t-1} ⊙ σ'
-                dc * i * (1 - g * g),  # ∂L/∂a_g = ∂L/∂c_t ⊙ i ⊙ tanh'
-                dh * tc * o * (1 - o),  # ∂L/∂a_o = ∂L/∂h_t ⊙ tanh(c_t) ⊙ σ'
-            ),
-            1,
-        )
-        dc_prev = dc * f  # ∂c_t/∂c_{t-1} = f_t: the cell-state highway
-        return da, da, None, dc, dc_prev
+    def recurrent_weight(self, w_hh):
+        return self._double_g(w_hh).t()  # W_hh^T with doubled g columns, for h_{t-1} W_hh^T
+
+    def gates(self, A):
+        return A.unflatten(-1, (4, -1)).unbind(-2)  # i, f, g, o views (T, B, H)
+
+    def forward(self, a, g, h_prev, c_prev, h, c, w_hh_t, b_hh, scratch):
+        i, f, gg, o = g
+        a.addmm_(h_prev, w_hh_t)  # a = xw_t + W_hh h_{t-1}   (g rows doubled)
+        a.sigmoid_()  # i, f, o = σ(a_i), σ(a_f), σ(a_o);  σ(2 a_g) in the g rows
+        _tanh_from_sigmoid_(gg)  # g = 2σ(2a_g) − 1 = tanh(a_g)
+        torch.mul(i, gg, out=c)
+        c.addcmul_(f, c_prev)  # c_t = f ⊙ c_{t-1} + i ⊙ g
+        torch.tanh(c, out=h)
+        h.mul_(o)  # h_t = o ⊙ tanh(c_t)
+
+    def local_derivatives(self, A, g, HP, HS, CP, CS, AUX):
+        """Q = [g⊙σ'(a_i), c_{t-1}⊙σ'(a_f), i⊙tanh'(a_g), tanh(c_t)⊙σ'(a_o)] and
+        P = o ⊙ tanh'(c_t), for all t, so that per step ∂L/∂a = [dc, dc, dc, dh] ⊙ Q and
+        the cell-state gradient gains ∂L/∂h_t ⊙ P."""
+        i, f, gg, o = g
+        tc = torch.sigmoid(CS * 2).mul_(2).sub_(1)  # tanh(c_t) = 2σ(2c_t) − 1, all t
+        Q = torch.addcmul(A, A, A, value=-1)  # σ' = s(1 − s) (g rows fixed below)
+        qi, qf, qg, qo = self.gates(Q)
+        qi.mul_(gg)  # g ⊙ σ'(a_i)
+        qf.mul_(CP)  # c_{t-1} ⊙ σ'(a_f)
+        torch.mul(gg, gg, out=qg)
+        qg.mul_(i).sub_(i).neg_()  # i ⊙ (1 − g²)
+        qo.mul_(tc)  # tanh(c_t) ⊙ σ'(a_o)
+        P = torch.mul(tc, tc).mul_(o).sub_(o).neg_()  # o ⊙ (1 − tanh²(c_t))
+        return Q, P
+
+    def grad_views(self, Q):
+        Qv = Q.unflatten(-1, (4, -1))
+        return Qv[:, :, :3], Qv[:, :, 3]  # the (i, f, g) rows and the o rows
+
+    def backward(self, q, qv, dh, dc, dcarry, p, g):
+        """dh: total ∂L/∂h_t; dcarry: ∂L/∂c_t arriving from step t+1 (f_{t+1} ⊙ ∂L/∂c_{t+1});
+        writes the total ∂L/∂c_t into dc and f_t ⊙ ∂L/∂c_t into dcarry."""
+        torch.addcmul(dcarry, dh, p, out=dc)  # ∂L/∂c_t = from c_{t+1} + ∂L/∂h_t ⊙ o ⊙ tanh'(c_t)
+        qv[0].mul_(dc.unsqueeze(1))  # ∂L/∂a_{i,f,g} = ∂L/∂c_t ⊙ (g σ', c_{t-1} σ', i tanh')
+        qv[1].mul_(dh)  # ∂L/∂a_o = ∂L/∂h_t ⊙ tanh(c_t) ⊙ σ'
+        torch.mul(dc, g[1], out=dcarry)  # ∂c_t/∂c_{t-1} = f_t: the cell-state highway
+        return q
 
 
 class GRUStep:
@@ -118,31 +194,49 @@ class GRUStep:
     has_cell = False
     mode = "GRU"
 
-    def input_projection(self, x, w_ih, b_ih, b_hh):
+    def project(self, x, w_ih, b_ih, b_hh, out):
         # xw_t = W_ih x_t + b_ih (b_hh stays inside: b_hn is multiplied by r)
-        return _project(x, w_ih, b_ih)
+        return _project(x, w_ih, b_ih, out)
 
-    def forward(self, a, h, c, w_hh, b_hh):
-        """On return a = [r, z, n]; also returns hn = W_hn h_{t-1} + b_hn, saved for backward."""
+    def recurrent_weight(self, w_hh):
+        return w_hh.t()
+
+    def gates(self, A):
+        H = A.shape[-1] // 3
+        return (*A.unflatten(-1, (3, H)).unbind(-2), A[..., : 2 * H])  # r, z, n, [r z]
+
+    def forward(self, a, g, h_prev, _, h, hn, w_hh_t, b_hh, scratch):
+        """On return a = [r, z, n], hn = W_hn h_{t-1} + b_hn (saved for backward)."""
+        r, z, n, rz = g
         H = h.shape[1]
-        hw = h @ w_hh.t() if b_hh is None else torch.addmm(b_hh, h, w_hh.t())  # W_hh h + b_hh
-        a[:, : 2 * H].add_(hw[:, : 2 * H]).sigmoid_()  # r, z = σ(xw + W_h h + b_h)
-        r, z, n = a.chunk(3, 1)
-        hn = hw[:, 2 * H :]
+        if b_hh is None:
+            torch.mm(h_prev, w_hh_t, out=scratch)  # W_hh h_{t-1}
+        else:
+            torch.addmm(b_hh, h_prev, w_hh_t, out=scratch)  # W_hh h_{t-1} + b_hh
+        rz.add_(scratch[:, : 2 * H]).sigmoid_()  # r, z = σ(xw + W_h h + b_h)
+        hn.copy_(scratch[:, 2 * H :])
         n.addcmul_(r, hn).tanh_()  # n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
-        h_new = torch.addcmul(n, z, h - n)  # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
-        return h_new, hn
+        torch.lerp(n, h_prev, z, out=h)  # h_t = n + z ⊙ (h_{t-1} − n) = (1 − z) ⊙ n + z ⊙ h_{t-1}
 
-    def backward(self, dh, dc, a, h_prev, aux_prev, hn):
-        """``hn`` is the step's saved W_hn h_{t-1} + b_hn (the GRU's auxiliary buffer)."""
-        r, z, n = a.chunk(3, 1)
-        dn = dh * (1 - z) * (1 - n * n)  # ∂L/∂(pre-tanh of n)
-        dz = dh * (h_prev - n) * z * (1 - z)  # ∂L/∂a_z
-        dr = dn * hn * r * (1 - r)  # ∂L/∂a_r
-        d_in = torch.cat((dr, dz, dn), 1)  # input side:  ∂L/∂(W_ih x + b_ih)
-        d_hid = torch.cat((dr, dz, dn * r), 1)  # hidden side: ∂L/∂(W_hh h + b_hh)
-        dh_direct = dh * z  # the z ⊙ h_{t-1} path
-        return d_in, d_hid, dh_direct, None, None
+    def local_derivatives(self, A, g, HP, HS, CP, CS, AUX):
+        """Q (hidden side) = [N⊙hn⊙σ'(a_r), (h_{t-1} − n)⊙σ'(a_z), N⊙r] and N = (1−z)⊙(1−n²),
+        for all t: per step ∂L/∂(W_hh h + b_hh) = dh ⊙ Q; the input side is the same with N
+        in place of N⊙r (∂L/∂(W_in x + b_in) = dh ⊙ N), formed after the loop."""
+        r, z, n, _ = g
+        N = (1 - z) * (1 - n * n)  # ∂h_t/∂(pre-tanh n) = (1 − z)(1 − n²)
+        Q = torch.addcmul(A, A, A, value=-1)  # σ' = s(1 − s) for r, z (n rows set below)
+        qr, qz, qn, _ = self.gates(Q)
+        qr.mul_(AUX).mul_(N)  # (1−z)(1−n²) ⊙ hn ⊙ σ'(a_r)
+        qz.mul_(HP - n)  # (h_{t-1} − n) ⊙ σ'(a_z)
+        torch.mul(N, r, out=qn)  # (1−z)(1−n²) ⊙ r
+        return Q, N
+
+    def grad_views(self, Q):
+        return (Q.unflatten(-1, (3, -1)),)
+
+    def backward(self, q, qv, dh, dc, dcarry, p, g):
+        qv[0].mul_(dh.unsqueeze(1))  # ∂L/∂(W_hh h + b_hh) = ∂L/∂h_t ⊙ Q
+        return q
 
 
 def make_step(mode: str, nonlinearity: str = "tanh"):
@@ -154,19 +248,3 @@ def make_step(mode: str, nonlinearity: str = "tanh"):
     if mode == "GRU":
         return GRUStep()
     raise ValueError(f"Unknown recurrent mode '{mode}'. Select from 'RNN', 'LSTM' or 'GRU'.")
-
-
-def _sum_bias(b_ih, b_hh):
-    if b_ih is None:
-        return b_hh
-    if b_hh is None:
-        return b_ih
-    return b_ih + b_hh
-
-
-def _project(x: Tensor, w: Tensor, b) -> Tensor:
-    """x (T, B, I) -> (T, B, G): one GEMM over all time steps."""
-    T, B, I = x.shape
-    x2 = x.reshape(T * B, I)
-    out = x2 @ w.t() if b is None else torch.addmm(b, x2, w.t())
-    return out.view(T, B, w.shape[0])  # G explicit: T·B may be 0 (an empty batch)

@@ -5,15 +5,28 @@ x (T, B, I), outputs (T, B, H). Variable lengths come as ``batch_sizes`` (a Pack
 rows sorted by decreasing length): at step t only the first batch_sizes[t] rows are active.
 
 Forward:  XW = W_ih x + b for all steps (one GEMM), then per step a = XW_t + W_hh h_{t-1}
-          (one GEMM) and the cell's pointwise equations, written in place into XW.
-Backward: from the last processed step to the first,
+          (one GEMM) and the cell's pointwise equations, written in place into preallocated
+          time-major buffers (no autograd graph inside the loop).
+Backward: the cell's local derivatives for all steps at once, then from the last processed
+          step to the first
           ∂L/∂h_t = ∂L/∂h_t|local (from the loss and the layer above) + ∂L/∂h_{t+1} ∂h_{t+1}/∂h_t
-          with ∂L/∂h_{t-1} = ∂L/∂a_t · W_hh (one GEMM per step) and, for the LSTM,
+          with ∂L/∂h_{t-1} += ∂L/∂a_t · W_hh (one GEMM per step) and, for the LSTM,
           ∂L/∂c_{t-1} = ∂L/∂c_t ⊙ f_t. The weight gradients are single GEMMs over all steps:
           ∂L/∂W_ih = Σ_t ∂L/∂a_tᵀ x_t,  ∂L/∂W_hh = Σ_t ∂L/∂a_tᵀ h_{t-1}.
 
-Telemetry: when a ``Tap`` is passed, the backward loop records the batch mean of ‖∂L/∂h_t‖₂ (and
-‖∂L/∂c_t‖₂) at every step, and the forward records gate statistics; see ``rnnlab.telemetry``.
+State slots. h lives in a (T+1, B, H) buffer: the forward direction keeps h0 in slot 0 and h_t in
+slot t+1, the reverse direction h_t in slot t and h0 in slot T; so step t reads h_{t-1} from one
+slot and writes h_t to the next, the output is a contiguous view, and h_{t-1} of every step (for
+∂L/∂W_hh) is another. ∂L/∂h uses the same layout: slot by slot it receives ∂L/∂h_t|local, then
+the contribution of the step after, so when step t reads it, it holds the total ∂L/∂h_t.
+
+Padding rows (packed input, rows beyond a step's batch size) of the output hold unspecified
+finite values; everything downstream ignores them (their gradients are zero).
+
+Telemetry: when a tap (``rnnlab.telemetry``) is passed, the forward calls
+``tap.record_forward(step, gates, h, sizes)`` (gates: the cell's post-activation (T, B, H)
+views, h: (T, B, H)) and the backward ``tap.record_backward(dh, dc, sizes)`` with the total
+∂L/∂h_t and ∂L/∂c_t of every step, (T, B, H) time-major buffers it fills anyway.
 """
 
 from __future__ import annotations
@@ -23,14 +36,24 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 
-def _rows(carry: Tensor | None, n_carry: int, fresh: Tensor, bs: int) -> Tensor:
-    """State rows for a step over ``bs`` rows: the first ``n_carry`` continue from ``carry``,
-    the rest start from ``fresh`` (a row's initial state, or its final-state gradient)."""
-    if n_carry >= bs and carry is not None:  # (carry is None only for an empty batch)
-        return carry[:bs]
-    if n_carry == 0:
-        return fresh[:bs]
-    return torch.cat((carry[:n_carry], fresh[n_carry:bs]))
+def _cut(views, sizes: tuple[int, ...], B: int) -> list:
+    """Per-step views (one per t) cut to the step's active rows (only for packed input)."""
+    if all(s == B for s in sizes):
+        return list(views)
+    return [v[:s] for v, s in zip(views, sizes, strict=True)]
+
+
+def _steps(bufs, sizes, B) -> list[tuple]:
+    """Several (T, B, ...) buffers -> one tuple of per-step views per t."""
+    if not bufs:
+        return [()] * len(sizes)
+    return list(zip(*(_cut(b.unbind(0), sizes, B) for b in bufs), strict=True))
+
+
+def _active(sizes, B, like: Tensor) -> Tensor:
+    """(T, B, 1) mask of the rows active at each step."""
+    lengths = torch.tensor(sizes, device=like.device).unsqueeze(1)
+    return (torch.arange(B, device=like.device) < lengths).unsqueeze(2).to(like.dtype)
 
 
 class Recurrence(torch.autograd.Function):
@@ -40,108 +63,147 @@ class Recurrence(torch.autograd.Function):
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, step, batch_sizes, reverse, tap):
         T, B, _ = x.shape
         H = w_hh.shape[1]
-        sizes = batch_sizes if batch_sizes is not None else (B,) * T
-        order = range(T - 1, -1, -1) if reverse else range(T)
+        cell, gru = step.has_cell, step.mode == "GRU"
+        sizes = tuple(batch_sizes) if batch_sizes is not None else (B,) * T
+        order = list(range(T - 1, -1, -1)) if reverse else list(range(T))
+        init = T if reverse else 0  # slot of the initial state
+        rd = slice(1, T + 1) if reverse else slice(0, T)  # slots read:    h_{t-1} of step t
+        wr = slice(0, T) if reverse else slice(1, T + 1)  # slots written: h_t
 
-        A = step.input_projection(x, w_ih, b_ih, b_hh)  # (T, B, G·H): xw_t for all t, then gates
-        HS = x.new_zeros(T, B, H)  # h_t for all t
-        AUX = x.new_zeros(T, B, H) if (step.has_cell or step.mode == "GRU") else None  # c_t / hn_t
-        h_n, c_n = h0.clone(), (c0.clone() if step.has_cell else None)
+        HS = x.new_zeros(T + 1, B, H)
+        CS = x.new_zeros(T + 1, B, H) if cell else None
+        if step.n_chunks == 1:
+            A = HS[wr]  # RNN: the pre-activation is computed straight into the h_t slot
+        else:
+            A = x.new_empty(T, B, step.n_chunks * H)  # (T, B, G·H): xw_t, then the gates
+        AUX = x.new_zeros(T, B, H) if gru else None  # GRU: W_hn h_{t-1} + b_hn
+        step.project(x, w_ih, b_ih, b_hh, A)  # one GEMM for all steps
+        HS[init] = h0
+        if cell:
+            CS[init] = c0
+        w_hh_t = step.recurrent_weight(w_hh)
 
-        prev_t, prev_bs = None, 0
+        # per-step views, cut to the active rows
+        hp, hw = _cut(HS[rd].unbind(0), sizes, B), _cut(HS[wr].unbind(0), sizes, B)
+        if cell:
+            cp, cw = _cut(CS[rd].unbind(0), sizes, B), _cut(CS[wr].unbind(0), sizes, B)
+        else:
+            cp = [None] * T
+            cw = _cut(AUX.unbind(0), sizes, B) if gru else cp
+        a = _cut(A.unbind(0), sizes, B)
+        gates = _steps(step.gates(A), sizes, B)
+        scratch = _cut([x.new_empty(B, A.shape[2])] * T, sizes, B) if gru else [None] * T
+
+        h_n = h0.new_empty(B, H)
+        c_n = c0.new_empty(B, H) if cell else None
+        prev_bs = 0
         for k, t in enumerate(order):
             bs = sizes[t]
-            h_prev = _rows(HS[prev_t] if prev_t is not None else None, prev_bs, h0, bs)
-            c_prev = _rows(AUX[prev_t] if prev_t is not None else None, prev_bs, c0, bs) \
-                if step.has_cell else None
-            h, aux = step.forward(A[t, :bs], h_prev, c_prev, w_hh, b_hh)
-            HS[t, :bs] = h
-            if aux is not None:
-                AUX[t, :bs] = aux
-            # rows whose sequence ends here (no next step) hold their final state
+            if k and prev_bs < bs:  # rows that start here (reverse, packed): from h0, c0
+                hp[t][prev_bs:] = h0[prev_bs:bs]
+                if cell:
+                    cp[t][prev_bs:] = c0[prev_bs:bs]
+            step.forward(a[t], gates[t], hp[t], cp[t], hw[t], cw[t], w_hh_t, b_hh, scratch[t])
             next_bs = sizes[order[k + 1]] if k + 1 < T else 0
-            if next_bs < bs:
-                h_n[next_bs:bs] = h[next_bs:]
-                if c_n is not None:
-                    c_n[next_bs:bs] = aux[next_bs:]
-            prev_t, prev_bs = t, bs
+            if next_bs < bs:  # rows whose sequence ends here hold their final state
+                h_n[next_bs:bs] = hw[t][next_bs:]
+                if cell:
+                    c_n[next_bs:bs] = cw[t][next_bs:]
+            prev_bs = bs
 
         if tap is not None:
-            tap.record_gates(step, A, sizes)
-        ctx.step, ctx.sizes, ctx.order, ctx.tap = step, sizes, list(order), tap
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, A, HS, AUX)
-        return HS, h_n, (c_n if c_n is not None else h_n.new_zeros(0))
+            tap.record_forward(step, step.gates(A), HS[wr], sizes)
+        ctx.step, ctx.sizes, ctx.order, ctx.tap, ctx.reverse = step, sizes, order, tap, reverse
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, A, HS, CS, AUX)
+        out = HS[wr]
+        return out, h_n, (c_n if cell else h_n.new_zeros(0))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_hn, d_cn):
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, A, HS, AUX = ctx.saved_tensors
-        step, sizes, order, tap = ctx.step, ctx.sizes, ctx.order, ctx.tap
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, A, HS, CS, AUX = ctx.saved_tensors
+        step, sizes, order, tap, reverse = ctx.step, ctx.sizes, ctx.order, ctx.tap, ctx.reverse
         T, B, _ = x.shape
         H = w_hh.shape[1]
-        cell = step.has_cell
-        if d_out is None:
-            d_out = HS.new_zeros(HS.shape)
+        G = A.shape[2]
+        cell, gru = step.has_cell, step.mode == "GRU"
+        packed = any(s != B for s in sizes)
+        init = T if reverse else 0
+        rd = slice(1, T + 1) if reverse else slice(0, T)
+        wr = slice(0, T) if reverse else slice(1, T + 1)
         if d_hn is None:
-            d_hn = h0.new_zeros(h0.shape)
+            d_hn = h0.new_zeros(B, H)
         if cell and (d_cn is None or d_cn.numel() == 0):
-            d_cn = h0.new_zeros(h0.shape)
+            d_cn = h0.new_zeros(B, H)
 
-        D_in = A.new_zeros(A.shape)  # ∂L/∂(input-side pre-activations), all steps
-        D_hid = D_in if step.mode != "GRU" else A.new_zeros(A.shape)  # ∂L/∂(W_hh h + b_hh)
-        H_prev = HS.new_zeros(HS.shape)  # h_{t-1} of every step, for ∂L/∂W_hh
-        dh0 = h0.new_zeros(h0.shape)
-        dc0 = h0.new_zeros(h0.shape) if cell else None
-        gh = HS.new_zeros(T) if tap is not None else None
-        gc = HS.new_zeros(T) if (tap is not None and cell) else None
+        DH = HS.new_zeros(T + 1, B, H)  # ∂L/∂h by slot: local first, total once its step runs
+        if d_out is not None:
+            DH[wr] = d_out
+        # local derivatives of all steps at once; Q becomes ∂L/∂a (hidden side) in place
+        Q, P = step.local_derivatives(A, step.gates(A), HS[rd], HS[wr],
+                                      CS[rd] if cell else None, CS[wr] if cell else None, AUX)
+        DC = HS.new_zeros(T, B, H) if cell else None  # total ∂L/∂c_t
+        dcarry = HS.new_zeros(B, H)  # ∂L/∂c_t arriving from step t+1: f_{t+1} ⊙ ∂L/∂c_{t+1}
 
-        dh_carry = dc_carry = None
+        dhp, dhw = _cut(DH[rd].unbind(0), sizes, B), _cut(DH[wr].unbind(0), sizes, B)
+        q = _cut(Q.unbind(0), sizes, B)
+        qv = _steps(step.grad_views(Q), sizes, B)
+        gates = _steps(step.gates(A), sizes, B)
+        if cell:
+            dc, p = _cut(DC.unbind(0), sizes, B), _cut(P.unbind(0), sizes, B)
+            dcr = _cut([dcarry] * T, sizes, B)
+        else:
+            dc = p = dcr = [None] * T
+        dh0 = h0.new_zeros(B, H)
+        dc0 = h0.new_zeros(B, H) if cell else None
+
         for k in range(T - 1, -1, -1):
             t = order[k]
             bs = sizes[t]
             next_bs = sizes[order[k + 1]] if k + 1 < T else 0
-            prev_t = order[k - 1] if k > 0 else None
-            prev_bs = sizes[prev_t] if prev_t is not None else 0
-
-            # total ∂L/∂h_t: local (loss at t, layer above) + from step t+1 (or from h_n)
-            dh = d_out[t, :bs] + _rows(dh_carry, next_bs, d_hn, bs)
-            dc = _rows(dc_carry, next_bs, d_cn, bs) if cell else None
-            h_prev = _rows(HS[prev_t] if prev_t is not None else None, prev_bs, h0, bs)
-            aux_prev = _rows(AUX[prev_t] if prev_t is not None else None, prev_bs, c0, bs) \
-                if cell else None
-            aux = AUX[t, :bs] if AUX is not None else None
-
-            d_in, d_hid, dh_direct, dc_total, dc_prev = step.backward(
-                dh, dc, A[t, :bs], h_prev, aux_prev, aux)
-            D_in[t, :bs] = d_in
-            if D_hid is not D_in:
-                D_hid[t, :bs] = d_hid
-            H_prev[t, :bs] = h_prev
-            if gh is not None:
-                gh[t] = torch.linalg.vector_norm(dh, dim=1).mean()
-                if gc is not None:
-                    gc[t] = torch.linalg.vector_norm(dc_total, dim=1).mean()
-
-            dh_prev = d_hid @ w_hh  # ∂L/∂h_{t-1} = ∂L/∂a_t · W_hh
-            if dh_direct is not None:
-                dh_prev = dh_prev + dh_direct
-            # rows that started at this step pass their gradient to the initial state
-            if prev_bs < bs:
-                dh0[prev_bs:bs] = dh_prev[prev_bs:]
+            prev_bs = sizes[order[k - 1]] if k else bs
+            if next_bs < bs:  # rows whose last step is t: h_n (c_n) is their h_t (c_t)
+                dhw[t][next_bs:] += d_hn[next_bs:bs]
                 if cell:
-                    dc0[prev_bs:bs] = dc_prev[prev_bs:]
-            dh_carry, dc_carry = dh_prev, dc_prev
+                    dcr[t][next_bs:] = d_cn[next_bs:bs]
+            if prev_bs < bs:  # rows that start at t (reverse, packed): their slot collects dh0
+                dhp[t][prev_bs:] = 0
+            da = step.backward(q[t], qv[t], dhw[t], dc[t], dcr[t], p[t], gates[t])
+            dhp[t].addmm_(da, w_hh)  # ∂L/∂h_{t-1} += ∂L/∂a_t · W_hh
+            if gru:
+                dhp[t].addcmul_(dhw[t], gates[t][1])  # the z ⊙ h_{t-1} path
+            if prev_bs < bs:
+                dh0[prev_bs:bs] = dhp[t][prev_bs:]
+                if cell:
+                    dc0[prev_bs:bs] = dcr[t][prev_bs:]
+        if T:  # rows that start at the first processed step read the initial-state slot
+            bs0 = sizes[order[0]]
+            dh0[:bs0] = DH[init, :bs0]
+            if cell:
+                dc0[:bs0] = dcarry[:bs0]
 
         if tap is not None:
-            tap.record_grads(gh, gc)
+            tap.record_backward(DH[wr], DC, sizes)
 
-        G = A.shape[2]
+        D_hid = Q  # ∂L/∂(W_hh h_{t-1} + b_hh), all steps
+        if gru:  # input side: the n rows take ∂L/∂h_t ⊙ (1 − z)(1 − n²), without the r factor
+            D_in = Q.clone()
+            torch.mul(P, DH[wr], out=D_in[:, :, 2 * H :])
+        else:
+            D_in = Q
+        if packed:  # padding rows carry no gradient
+            mask = _active(sizes, B, Q)
+            D_hid.mul_(mask)
+            if D_in is not D_hid:
+                D_in.mul_(mask)
+
         need = ctx.needs_input_grad
-        dx = (D_in.view(T * B, G) @ w_ih).view(x.shape) if need[0] else None
-        dw_ih = D_in.view(T * B, G).t() @ x.reshape(T * B, x.shape[2]) if need[3] else None
-        dw_hh = D_hid.view(T * B, G).t() @ H_prev.view(T * B, H) if need[4] else None
-        db_ih = D_in.sum((0, 1)) if (b_ih is not None and need[5]) else None
-        db_hh = D_hid.sum((0, 1)) if (b_hh is not None and need[6]) else None
+        D_in2, D_hid2 = D_in.view(T * B, G), D_hid.view(T * B, G)
+        dx = (D_in2 @ w_ih).view(x.shape) if need[0] else None
+        dw_ih = D_in2.t() @ x.reshape(T * B, x.shape[2]) if need[3] else None
+        dw_hh = D_hid2.t() @ HS[rd].reshape(T * B, H) if need[4] else None
+        db_ih = D_in2.sum(0) if (b_ih is not None and need[5]) else None
+        db_hh = D_hid2.sum(0) if (b_hh is not None and need[6]) else None
         return (dx, dh0 if need[1] else None, dc0 if (cell and need[2]) else None,
                 dw_ih, dw_hh, db_ih, db_hh, None, None, None, None)
 
@@ -150,8 +212,7 @@ def run(step, x: Tensor, h0: Tensor, c0: Tensor | None, w_ih, w_hh, b_ih, b_hh,
         batch_sizes: tuple[int, ...] | None = None, reverse: bool = False, tap=None):
     """Run one direction of one layer over time-major ``x`` (T, B, I).
 
-    Returns (output (T, B, H), h_n (B, H), c_n (B, H) or None). Rows beyond a step's batch size
-    (padding of a packed batch) are zero in the output.
+    Returns (output (T, B, H), h_n (B, H), c_n (B, H) or None).
     """
     if c0 is None:
         c0 = h0.new_zeros(0)
