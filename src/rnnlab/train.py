@@ -886,6 +886,8 @@ def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: boo
     metrics_path = out / "metrics.jsonl"
     if resume:
         _trim_metrics(metrics_path, done)
+        for stale in out.glob(".*.pt.*.tmp"):  # a checkpoint write cut short by a crash
+            stale.unlink(missing_ok=True)
     tokenizer = getattr(task, "tokenizer", None)
     tok_dict = tokenizer.to_dict() if tokenizer is not None else None
     ck_every = int(tc["checkpoint_every"] or 0)
