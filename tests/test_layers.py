@@ -93,10 +93,6 @@ def run_both(ours, ref, *, steps=T, batch=B, lengths=None, enforce_sorted=True, 
     return [(k, got["ours", k], got["ref", k]) for k in keys]
 
 
-def worst(pairs) -> float:
-    return max((a.double() - b.double()).abs().max().item() for _, a, b in pairs)
-
-
 def assert_close(pairs, tol):
     for what, a, b in pairs:
         assert b is not None and a is not None, f"{what}: missing ({a is None=}, {b is None=})"
