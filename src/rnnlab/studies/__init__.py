@@ -26,6 +26,8 @@ from .common import PROFILES, log
 REGISTRY: dict[str, str] = {
     "gradflow": "gradflow",
     "regimes": "regimes",
+    "params": "params",
+    "parallelism": "parallelism",
 }
 
 
