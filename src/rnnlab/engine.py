@@ -24,8 +24,8 @@ Padding rows (packed input, rows beyond a step's batch size) of the output hold 
 finite values; everything downstream ignores them (their gradients are zero).
 
 Telemetry: when a tap (``rnnlab.telemetry``) is passed, the forward calls
-``tap.record_forward(step, gates, h, sizes)`` (gates: the cell's post-activation (T, B, H)
-views, h: (T, B, H)) and the backward ``tap.record_backward(dh, dc, sizes)`` with the total
+``call = tap.record_forward(step, gates, h, sizes)`` (gates: the cell's post-activation (T, B, H)
+views, h: (T, B, H)) and the backward ``call.record_backward(dh, dc, sizes)`` with the total
 ∂L/∂h_t and ∂L/∂c_t of every step, (T, B, H) time-major buffers it fills anyway.
 """
 
@@ -111,8 +111,8 @@ class Recurrence(torch.autograd.Function):
                     c_n[next_bs:bs] = cw[t][next_bs:]
             prev_bs = bs
 
-        if tap is not None:
-            tap.record_forward(step, step.gates(A), HS[wr], sizes)
+        if tap is not None:  # the call's record, which the backward completes
+            tap = tap.record_forward(step, step.gates(A), HS[wr], sizes)
         ctx.step, ctx.sizes, ctx.order, ctx.tap, ctx.reverse = step, sizes, order, tap, reverse
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, A, HS, CS, AUX)
         out = HS[wr]

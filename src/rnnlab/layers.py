@@ -25,7 +25,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import engine
@@ -197,10 +197,15 @@ class RNNBase(_InitMixin, nn.Module):
     def forward(self, input, hx=None):
         name = type(self).__name__
         packed = isinstance(input, PackedSequence)
+        fused = self._runs_fused()
         if packed:
             data, batch_sizes, sorted_idx, unsorted_idx = input
             sizes = tuple(batch_sizes.tolist())
-            x, flat_idx = _packed_to_padded(data, sizes)  # (T, B, I), rows by decreasing length
+            if fused:  # torch's kernels take the packed data as it is
+                # a (T, B, I) stand-in for the checks below (shape, dtype, device): no copy
+                x = data[:1].unsqueeze(1).expand(len(sizes), sizes[0], data.shape[1])
+            else:
+                x, flat_idx = _packed_to_padded(data, sizes)  # (T, B, I), rows by decreasing length
             batched = True
         else:
             if not isinstance(input, Tensor):
@@ -216,10 +221,50 @@ class RNNBase(_InitMixin, nn.Module):
             sizes = sorted_idx = unsorted_idx = None
         self._check_input(x)
 
-        B = x.shape[1]
-        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        B, D, H = x.shape[1], self.num_directions, self.hidden_size
         h0, c0 = self._initial_state(hx, x, B, batched, sorted_idx)
 
+        if fused:
+            output, h_n, c_n = self._fused(data if packed else x, batch_sizes if packed else None,
+                                           h0, c0)
+        else:
+            output, h_n, c_n = self._engine(x, sizes, h0, c0)
+        if packed:
+            if not fused:
+                output = output.reshape(-1, D * H).index_select(0, flat_idx)
+            output = PackedSequence(output, batch_sizes, sorted_idx, unsorted_idx)
+            if unsorted_idx is not None:
+                h_n = h_n.index_select(1, unsorted_idx)
+                c_n = c_n.index_select(1, unsorted_idx) if c_n is not None else None
+        elif not batched:
+            output, h_n = output.squeeze(1), h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if c_n is not None else None
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, ((h_n, c_n) if self.mode == "LSTM" else h_n)
+
+    def _runs_fused(self) -> bool:
+        """torch's fused kernels (oneDNN / cuDNN / native) unless the engine is asked for:
+        backend="engine", or a telemetry trace is attached (``self._taps``), which always wins."""
+        return self._taps is None and self.backend in ("auto", "fused")
+
+    def _fused(self, x, batch_sizes, h0, c0):
+        """torch's own kernels on this module's very Parameters, called as torch.nn.RNNBase
+        does: x time-major (T, B, I) or packed data (N, I) with its batch_sizes."""
+        fn = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh,
+              "RNN_RELU": _VF.rnn_relu}[self.step.mode]
+        hx = (h0, c0) if self.mode == "LSTM" else h0
+        args = (self._flat_weights, self.bias, self.num_layers, self.dropout, self.training,
+                self.bidirectional)
+        if batch_sizes is None:
+            res = fn(x, hx, *args, False)  # batch_first=False: x is time-major here
+        else:
+            res = fn(x, batch_sizes, hx, *args)
+        return res[0], res[1], (res[2] if self.mode == "LSTM" else None)
+
+    def _engine(self, x, sizes, h0, c0):
+        """rnnlab's explicit BPTT engine, layer by layer and direction by direction."""
+        L, D = self.num_layers, self.num_directions
         h_n, c_n = [], []
         layer_in = x
         for layer in range(L):
@@ -236,22 +281,7 @@ class RNNBase(_InitMixin, nn.Module):
             layer_in = outs[0] if D == 1 else torch.cat(outs, 2)
             if self.dropout and self.training and layer < L - 1:
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
-
-        output = layer_in
-        h_n = torch.stack(h_n)
-        c_n = torch.stack(c_n) if c0 is not None else None
-        if packed:
-            output = PackedSequence(output.reshape(-1, D * H).index_select(0, flat_idx),
-                                    batch_sizes, sorted_idx, unsorted_idx)
-            if unsorted_idx is not None:
-                h_n = h_n.index_select(1, unsorted_idx)
-                c_n = c_n.index_select(1, unsorted_idx) if c_n is not None else None
-        elif not batched:
-            output, h_n = output.squeeze(1), h_n.squeeze(1)
-            c_n = c_n.squeeze(1) if c_n is not None else None
-        elif self.batch_first:
-            output = output.transpose(0, 1)
-        return output, ((h_n, c_n) if self.mode == "LSTM" else h_n)
+        return layer_in, torch.stack(h_n), (torch.stack(c_n) if c0 is not None else None)
 
     def _check_input(self, x: Tensor) -> None:
         if x.size(0) == 0:  # x is time-major here; torch raises the same

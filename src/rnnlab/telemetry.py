@@ -1,0 +1,249 @@
+"""Telemetry: watch backpropagation through time as it runs.
+
+    with rnnlab.trace(model) as tr:
+        loss = criterion(model(x), y)
+        loss.backward()
+    tr.grad_h        # (L·D, T): batch mean of ‖∂L/∂h_t‖₂ for every layer/direction and step
+    tr.grad_c        # (L·D, T): the same for the LSTM cell state (None for RNN and GRU)
+    tr.gates["f"]    # {"mean": (L·D, T), "saturated": (L·D, T)}
+
+What is recorded, for every rnnlab recurrent layer (``RNNBase``: rnnlab.RNN / LSTM / GRU) inside
+the module, rows k = layer·num_directions + direction (the order of torch's h_n), columns the
+time steps t = 0..T−1 in input order (also for the reverse direction):
+
+- ``grad_h[k, t]`` = mean over the batch of ‖∂L/∂h_t‖₂, the *total* gradient reaching h_t: from
+  the loss at t, from h_{t+1} (through the recurrence) and from the layer above; exactly what
+  ``h_t.retain_grad()`` would give, averaged over the batch;
+- ``grad_c[k, t]``: the same for the LSTM cell state c_t (from c_{t+1} and from h_t);
+- ``gates[name]["mean"][k, t]``: the gate's mean over batch and units at step t, and
+  ``gates[name]["saturated"][k, t]`` the fraction of its values that are saturated: σ gates
+  (i, f, o, r, z) below 0.05 or above 0.95, tanh-valued gates (LSTM g, GRU n) with |v| > 0.95.
+  The vanilla RNN has no gates: its activation h_t is reported as "h" (tanh: |h| > 0.95;
+  relu: "saturated" counts the dead units, h = 0).
+
+With packed input (PackedSequence), step t averages over the sequences still active at t.
+
+The numbers are taken where the engine computes them anyway: the forward loop leaves the gates
+in a time-major buffer, the backward loop leaves the total ∂L/∂h_t (and ∂L/∂c_t) of every step in
+another; the statistics are a few batched reductions over those buffers after each loop.
+Tracing runs the traced layers on rnnlab's engine (never on torch's fused kernels, whatever their
+``backend``), and the layers go back to normal when the ``with`` block exits, also on an
+exception.
+
+Several forwards inside one trace (truncated BPTT chunks, a decoder stepped one token at a time):
+each call of a layer is recorded separately, in order, in ``record.calls``; ``grad_h``,
+``grad_c`` and ``gates`` are those of the *last* call. A call's gradients are filled in by the
+backward pass through it, also when ``backward()`` runs after the ``with`` block; until then
+reading them raises an error that says so.
+
+Several recurrent layers inside the module: ``tr.layers`` maps each one's qualified name (as in
+``module.named_modules()``, "" for the module itself) to its record; ``tr[name]`` is the same.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from .layers import RNNBase
+
+SATURATION = 0.05  # σ gates: v < 0.05 or v > 0.95; tanh gates: |v| > 0.95
+_SIGMOID_GATES = frozenset("ifozr")
+
+
+def _active(sizes, B, like: Tensor) -> Tensor | None:
+    """(T, B) 0/1 mask of the rows active at each step; None when all are."""
+    if all(s == B for s in sizes):
+        return None
+    lengths = torch.tensor(sizes, device=like.device).unsqueeze(1)
+    return (torch.arange(B, device=like.device) < lengths).to(like.dtype)
+
+
+def _step_mean(v: Tensor, mask: Tensor | None, sizes) -> Tensor:
+    """v (T, B): mean over the active rows of each step -> (T,)."""
+    if mask is None:
+        return v.mean(1)
+    count = torch.tensor(sizes, device=v.device, dtype=v.dtype).clamp_min(1)
+    return (v * mask).sum(1) / count
+
+
+def _saturated(name: str, v: Tensor, nonlinearity: str) -> Tensor:
+    if name in _SIGMOID_GATES:
+        return (v < SATURATION) | (v > 1 - SATURATION)
+    if name == "h" and nonlinearity == "relu":
+        return v == 0  # dead units: relu'(a) = 0
+    return v.abs() > 1 - SATURATION
+
+
+class _Call:
+    """One forward (and its backward) of one layer and direction."""
+
+    def __init__(self):
+        self.gates: dict[str, dict[str, Tensor]] = {}
+        self.grad_h: Tensor | None = None
+        self.grad_c: Tensor | None = None
+
+    def record_backward(self, dh: Tensor, dc: Tensor | None, sizes) -> None:
+        """dh, dc: (T, B, H) total ∂L/∂h_t, ∂L/∂c_t of every step (rows beyond a step's
+        batch size are ignored)."""
+        mask = _active(sizes, dh.shape[1], dh)
+        self.grad_h = _step_mean(torch.linalg.vector_norm(dh, dim=2), mask, sizes)
+        if dc is not None:
+            self.grad_c = _step_mean(torch.linalg.vector_norm(dc, dim=2), mask, sizes)
+
+
+class _Tap:
+    """The engine's hook for one layer and direction: a new ``_Call`` per forward."""
+
+    def __init__(self, nonlinearity: str):
+        self.nonlinearity = nonlinearity
+        self.calls: list[_Call] = []
+
+    def record_forward(self, step, gates, h: Tensor, sizes) -> _Call:
+        """gates: the cell's post-activation (T, B, H) views in ``step.gate_names`` order;
+        h: (T, B, H) hidden states. Returns the call record the backward will fill."""
+        call = _Call()
+        names = step.gate_names or ("h",)
+        values = gates[: len(names)] if step.gate_names else (h,)
+        mask = _active(sizes, h.shape[1], h)
+        for name, v in zip(names, values, strict=True):
+            sat = _saturated(name, v, self.nonlinearity).to(v.dtype)
+            call.gates[name] = {"mean": _step_mean(v.mean(2), mask, sizes),
+                                "saturated": _step_mean(sat.mean(2), mask, sizes)}
+        self.calls.append(call)
+        return call
+
+
+class CallRecord:
+    """One forward/backward of a recurrent layer, all its layers and directions."""
+
+    def __init__(self, name: str, parts: list[_Call], has_cell: bool):
+        self.name, self._parts, self._has_cell = name, parts, has_cell
+
+    def _grads(self, field: str) -> Tensor:
+        rows = [getattr(p, field) for p in self._parts]
+        if all(r is None for r in rows):
+            where = f"layer '{self.name}'" if self.name else "the traced layer"
+            raise RuntimeError(f"no backward pass has gone through {where} yet: call "
+                               "loss.backward() on a loss that depends on its output")
+        T = next(r for r in rows if r is not None).shape[0]
+        like = next(r for r in rows if r is not None)
+        # a direction no gradient reached (its output unused) has ∂L/∂h_t = 0
+        return torch.stack([r if r is not None else like.new_zeros(T) for r in rows])
+
+    @property
+    def grad_h(self) -> Tensor:
+        """(L·D, T): batch mean of ‖∂L/∂h_t‖₂, the total gradient reaching h_t."""
+        return self._grads("grad_h")
+
+    @property
+    def grad_c(self) -> Tensor | None:
+        """(L·D, T): batch mean of ‖∂L/∂c_t‖₂ (LSTM); None for RNN and GRU."""
+        return self._grads("grad_c") if self._has_cell else None
+
+    @property
+    def gates(self) -> dict[str, dict[str, Tensor]]:
+        """{gate: {"mean": (L·D, T), "saturated": (L·D, T)}}."""
+        names = self._parts[0].gates.keys()
+        return {g: {stat: torch.stack([p.gates[g][stat] for p in self._parts])
+                    for stat in ("mean", "saturated")} for g in names}
+
+
+class LayerRecord:
+    """Everything recorded for one recurrent layer: ``calls`` (one ``CallRecord`` per forward,
+    in order) and, for the last call, ``grad_h``, ``grad_c`` and ``gates``."""
+
+    def __init__(self, name: str, module: RNNBase):
+        self.name, self.module = name, module
+        self.taps = [_Tap(module.nonlinearity)
+                     for _ in range(module.num_layers * module.num_directions)]
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        n = min(len(t.calls) for t in self.taps)
+        return [CallRecord(self.name, [t.calls[i] for t in self.taps], self.module.mode == "LSTM")
+                for i in range(n)]
+
+    def _last(self) -> CallRecord:
+        calls = self.calls
+        if not calls:
+            where = f"layer '{self.name}'" if self.name else "the traced layer"
+            raise RuntimeError(f"{where} has not run a forward pass inside the trace")
+        return calls[-1]
+
+    @property
+    def grad_h(self) -> Tensor:
+        return self._last().grad_h
+
+    @property
+    def grad_c(self) -> Tensor | None:
+        return self._last().grad_c
+
+    @property
+    def gates(self) -> dict[str, dict[str, Tensor]]:
+        return self._last().gates
+
+    def __repr__(self) -> str:
+        return (f"LayerRecord({self.name!r}, {type(self.module).__name__}, "
+                f"calls={len(self.calls)})")
+
+
+class Trace:
+    """What ``rnnlab.trace`` yields: per-layer records (``layers``, ``tr[name]``), and
+    ``grad_h`` / ``grad_c`` / ``gates`` directly when exactly one recurrent layer is traced."""
+
+    def __init__(self, layers: dict[str, LayerRecord]):
+        self.layers = layers
+
+    def __getitem__(self, name: str) -> LayerRecord:
+        if name not in self.layers:
+            raise KeyError(f"no traced recurrent layer named {name!r}; "
+                           f"traced: {', '.join(map(repr, self.layers))}")
+        return self.layers[name]
+
+    def _single(self) -> LayerRecord:
+        if len(self.layers) != 1:
+            raise AttributeError(
+                f"the traced module holds {len(self.layers)} recurrent layers "
+                f"({', '.join(map(repr, self.layers))}); pick one with tr[name] or tr.layers")
+        return next(iter(self.layers.values()))
+
+    @property
+    def grad_h(self) -> Tensor:
+        return self._single().grad_h
+
+    @property
+    def grad_c(self) -> Tensor | None:
+        return self._single().grad_c
+
+    @property
+    def gates(self) -> dict[str, dict[str, Tensor]]:
+        return self._single().gates
+
+    def __repr__(self) -> str:
+        return f"Trace({list(self.layers)})"
+
+
+@contextmanager
+def trace(module: nn.Module):
+    """Record per-step gradient norms and gate statistics of every rnnlab recurrent layer in
+    ``module`` during the forward and backward passes run inside the ``with`` block."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"trace expects an nn.Module, got {type(module).__name__}")
+    found = {name: m for name, m in module.named_modules() if isinstance(m, RNNBase)}
+    if not found:
+        raise ValueError(f"no rnnlab recurrent layer (rnnlab.RNN/LSTM/GRU) in "
+                         f"{type(module).__name__}")
+    busy = [name or type(m).__name__ for name, m in found.items() if m._taps is not None]
+    if busy:
+        raise RuntimeError(f"already being traced: {', '.join(busy)} (traces do not nest)")
+    records = {name: LayerRecord(name, m) for name, m in found.items()}
+    try:
+        for name, m in found.items():
+            m._taps = records[name].taps
+        yield Trace(records)
+    finally:
+        for m in found.values():
+            m._taps = None
