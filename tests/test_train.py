@@ -86,15 +86,15 @@ def test_classify_regress_seq2seq_losses():
     y = torch.randint(0, 3, (6,))
     loss, m = train.loss_and_metrics(clf, "classify", Batch(x, y))
     logits = clf(x)
-    assert float(loss) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-6)
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
     assert m["acc"] == pytest.approx((logits.argmax(-1) == y).float().mean().item())
 
     reg = models.build("regressor", input_size=2, hidden_size=4)
     xf, yf = torch.randn(5, 6, 2), torch.randn(5)
     loss, m = train.loss_and_metrics(reg, "regress", Batch(xf, yf))
     pred = reg(xf)
-    assert float(loss) == pytest.approx(float(((pred - yf) ** 2).mean()), rel=1e-6)
-    assert m["mse"] == pytest.approx(float(loss), rel=1e-6)
+    assert loss.item() == pytest.approx(((pred - yf) ** 2).mean().item(), rel=1e-6)
+    assert m["mse"] == pytest.approx(loss.item(), rel=1e-6)
     assert m["acc"] == pytest.approx(((pred - yf).abs() < 0.04).float().mean().item())
 
     s2s = models.build("seq2seq", src_vocab=6, tgt_vocab=6, hidden_size=5)
@@ -104,7 +104,7 @@ def test_classify_regress_seq2seq_losses():
     lengths = torch.tensor([5, 4, 3, 5])
     loss, m = train.loss_and_metrics(s2s, "seq2seq", Batch(src, y, mask, lengths, y_in=y_in))
     logits = s2s(src, lengths, y_in)
-    assert float(loss) == pytest.approx(float(F.cross_entropy(logits[mask], y[mask])), rel=1e-6)
+    assert loss.item() == pytest.approx(F.cross_entropy(logits[mask], y[mask]).item(), rel=1e-6)
 
 
 class _FakeTask:

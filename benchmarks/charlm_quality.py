@@ -1,0 +1,155 @@
+"""Does rnnlab learn as well per step as plain PyTorch? A char-LM on the shipped Shakespeare.
+
+Both models: embedding 256 -> 2-layer LSTM (hidden 256) -> linear, batch 32, windows of 128
+characters, Adam (lr 2e-3), gradient clipping at global norm 1, the same seed and the very same
+training batches, 600 steps. rnnlab is trained with ``rnnlab.train.fit`` on
+``models.build("lm", backbone="lstm")``; the reference is a dozen lines of torch.nn.LSTM and a
+textbook loop. Both are then scored on the same validation windows (nats per character).
+
+    python benchmarks/charlm_quality.py                  # both, one after the other
+    python benchmarks/charlm_quality.py --only torch --json torch.json   # one side
+    python benchmarks/charlm_quality.py --combine rnnlab.json torch.json
+
+rnnlab passes when its validation nats/char is at most the reference's (+ --tolerance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnlab import models, train
+from rnnlab.data import build_task
+
+
+class TorchCharLM(nn.Module):
+    """The plain-PyTorch reference: embedding -> torch.nn.LSTM -> linear."""
+
+    def __init__(self, vocab: int, hidden: int, layers: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, hidden)
+        self.lstm = nn.LSTM(hidden, hidden, layers, batch_first=True)
+        self.decoder = nn.Linear(hidden, vocab)
+
+    def forward(self, x):
+        h, _ = self.lstm(self.embedding(x))
+        return self.decoder(h)
+
+
+def train_torch(task, args, log) -> nn.Module:
+    torch.manual_seed(args.seed)
+    model = TorchCharLM(task.vocab_size, args.hidden, args.layers)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    gen = torch.Generator().manual_seed(args.seed)  # the same batches as rnnlab.train.fit
+    model.train()
+    for step in range(1, args.steps + 1):
+        b = task.batch("train", args.batch_size, gen, args.seq_len)
+        loss = F.cross_entropy(model(b.x).flatten(0, 1), b.y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        log(step, loss.item())
+    return model
+
+
+def train_rnnlab(task, args, log) -> nn.Module:
+    torch.manual_seed(args.seed)
+    model = models.build("lm", vocab_size=task.vocab_size, backbone="lstm",
+                         hidden_size=args.hidden, num_layers=args.layers)
+    train.fit(model, task, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
+              optimizer="adam", lr=args.lr, clip=args.clip, decay=None, tbptt="random",
+              eval_every=0, eval_batches=1, seed=args.seed,
+              callback=lambda r: log(r["step"], r["loss"]))
+    return model
+
+
+@torch.no_grad()
+def val_nats(model: nn.Module, task, args) -> float:
+    """Mean nats per character over the same fixed validation windows for both models."""
+    model.eval()
+    gen = torch.Generator().manual_seed(12345)
+    total, n = 0.0, 0
+    for _ in range(args.val_batches):
+        b = task.batch("val", args.batch_size, gen, args.seq_len)
+        out = model(b.x)
+        logits = out[0] if isinstance(out, tuple) else out
+        total += float(F.cross_entropy(logits.flatten(0, 1), b.y.flatten(), reduction="sum"))
+        n += b.y.numel()
+    return total / n
+
+
+def run_one(which: str, task, args) -> dict:
+    t0 = time.perf_counter()
+
+    def log(step, loss):
+        if step % args.log_every == 0 or step == 1:
+            print(f"[{which}] step {step:4d}  train loss {loss:.4f}  "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    model = (train_rnnlab if which == "rnnlab" else train_torch)(task, args, log)
+    seconds = time.perf_counter() - t0
+    nats = val_nats(model, task, args)
+    print(f"[{which}] val nats/char {nats:.4f}  ({nats / math.log(2):.4f} bits/char), "
+          f"{seconds:.0f} s training", flush=True)
+    return {"which": which, "val_nats_per_char": nats, "val_bits_per_char": nats / math.log(2),
+            "train_seconds": seconds, "steps": args.steps, "threads": torch.get_num_threads()}
+
+
+def report(results: dict, tolerance: float) -> int:
+    r, t = results["rnnlab"]["val_nats_per_char"], results["torch"]["val_nats_per_char"]
+    print(f"validation nats/char after {results['rnnlab']['steps']} steps: "
+          f"rnnlab {r:.4f}  torch.nn {t:.4f}  (difference {r - t:+.4f})")
+    ok = r <= t + tolerance
+    print("PASS: rnnlab learns at least as well per step" if ok else
+          "FAIL: rnnlab is behind the plain torch.nn char-LM")
+    return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-batches", type=int, default=20)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--tolerance", type=float, default=0.02,
+                   help="rnnlab may be this many nats/char behind (seed noise) and still pass")
+    p.add_argument("--only", choices=("rnnlab", "torch"), default=None)
+    p.add_argument("--json", default=None, help="write the result(s) here")
+    p.add_argument("--combine", nargs=2, metavar="JSON", default=None,
+                   help="compare two results written by --only ... --json")
+    args = p.parse_args(argv)
+    if args.combine:
+        results = {}
+        for path in args.combine:
+            with open(path) as f:
+                d = json.load(f)
+            results[d["which"]] = d
+        return report(results, args.tolerance)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    task = build_task("shakespeare")
+    sides = [args.only] if args.only else ["rnnlab", "torch"]
+    results = {w: run_one(w, task, args) for w in sides}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results[args.only] if args.only else results, f, indent=2)
+    return report(results, args.tolerance) if len(results) == 2 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
