@@ -135,6 +135,11 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
         if seq_len is None and task in _TEXT_TASKS:
             seq_len = 128
         task_options = {"path": str(Path(text_path).resolve())} if task == "text" else {}
+        if seq_len is not None and task not in _TEXT_TASKS:
+            if task not in ("adding", "classify"):
+                raise UserError(f"--seq-len does not apply to --task {task} (its sequences "
+                                "have their own structure)")
+            task_options["length"], seq_len = seq_len, None  # the sequence length itself
         model_options = {"hidden_size": hidden_size, "num_layers": num_layers,
                          "dropout": dropout, "forget_bias": forget_bias,
                          "recurrent_init": init, "backbone": model}
