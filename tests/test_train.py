@@ -303,3 +303,38 @@ def test_evaluate_text_single_stream_equals_one_pass():
     assert m["perplexity"] == pytest.approx(math.exp(nats), rel=1e-5)
     # several streams score every character too
     assert train.evaluate_text(model, tok, text, seq_len=16, streams=4)["tokens"] == len(text) - 1
+
+
+def test_ctrl_c_finishes_the_step_saves_and_stops(tmp_path, monkeypatch):
+    path = text_file(tmp_path)
+    real_step = train.Trainer.train_step
+
+    def step_then_ctrl_c(self):
+        rec = real_step(self)
+        if self.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered to the handler, between bytecodes
+        return rec
+
+    monkeypatch.setattr(train.Trainer, "train_step", step_then_ctrl_c)
+    r = train.train_run(tmp_path / "run", tiny_config(path, steps=40), progress=False)
+    assert r.stopped == "interrupted" and r.step == 3
+    assert checkpoint.load(tmp_path / "run" / "last.pt")["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_tensorboard_scalars_when_available(tmp_path, monkeypatch):
+    written = []
+
+    class Writer:
+        def add_scalar(self, tag, value, step):
+            written.append((tag, value, step))
+
+        def close(self):
+            written.append("closed")
+
+    monkeypatch.setattr(train, "_tensorboard", lambda out, step: Writer())
+    train.train_run(tmp_path / "run", tiny_config(text_file(tmp_path), steps=10), progress=False)
+    tags = {t[0] for t in written[:-1]}
+    assert {"loss", "grad_norm", "lr", "val/loss", "val/bpc"} <= tags and written[-1] == "closed"
+    assert [v for t, v, s in written[:-1] if t == "loss"] == pytest.approx(
+        [m["loss"] for m in metrics(tmp_path / "run")])
