@@ -253,20 +253,26 @@ _HAS_TELEMETRY = importlib.util.find_spec("rnnlab.telemetry") is not None
 
 @pytest.mark.skipif(not _HAS_TELEMETRY,
                     reason="rnnlab.telemetry (the engine helper's rnnlab.trace) is not there yet")
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_gate_stats_agree_with_telemetry(mode):
-    layer = getattr(rnnlab, mode)(3, 5, num_layers=2, batch_first=True,
-                                  bidirectional=True).double()
+@pytest.mark.parametrize("mode,kw", [("LSTM", {}), ("GRU", {}), ("RNN", {}),
+                                     ("RNN", {"nonlinearity": "relu"})])
+def test_gate_stats_agree_with_telemetry(mode, kw):
+    """Every gate (σ and tanh) and the RNN's h, 2 layers × 2 directions, per step."""
+    layer = getattr(rnnlab, mode)(3, 5, num_layers=2, batch_first=True, bidirectional=True,
+                                  **kw).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.mul_(4.0)  # large weights: plenty of saturated values to count
     x = torch.randn(4, 9, 3, dtype=D64)
     with rnnlab.trace(layer) as tr:
         layer(x)[0].sum().backward()
     ours = probes.gate_stats(layer, x)
-    sigmoid = {"LSTM": "ifo", "GRU": "rz"}[mode]
-    for name in sigmoid:
-        torch.testing.assert_close(ours[name]["mean"].double(), tr.gates[name]["mean"].double(),
+    assert set(ours) == set(tr.gates)
+    for name, theirs in tr.gates.items():
+        assert theirs["saturated"].sum() > 0  # the comparison sees saturated values
+        torch.testing.assert_close(ours[name]["mean"].double(), theirs["mean"].double(),
                                    rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(ours[name]["saturated"].double(),
-                                   tr.gates[name]["saturated"].double(), rtol=0, atol=1e-6)
+                                   theirs["saturated"].double(), rtol=0, atol=1e-6)
 
 
 def test_errors():

@@ -412,10 +412,13 @@ def memory_time_scale(lambda1: float) -> float:
 
 
 # ---- gate statistics --------------------------------------------------------------------------
-def _saturated(name: str, v: Tensor) -> Tensor:
-    """Saturation rule: σ gates v < 0.05 or v > 0.95; tanh activations (g, n, RNN h) |v| > 0.95."""
+def _saturated(name: str, v: Tensor, nonlinearity: str = "tanh") -> Tensor:
+    """Saturation rule (the telemetry's): σ gates v < 0.05 or v > 0.95; tanh activations (g, n,
+    RNN h) |v| > 0.95; relu RNN h: dead units, v = 0 (relu'(a) = 0)."""
     if name in _SIGMOID_GATES:
         return (v < SATURATION) | (v > 1 - SATURATION)
+    if name == "h" and nonlinearity == "relu":
+        return v == 0
     return v.abs() > 1 - SATURATION
 
 
@@ -433,14 +436,16 @@ def gate_stats(module: nn.Module, x: Tensor, *, hx=None, bins: int = HIST_BINS) 
                 "edges": (bins + 1,) fixed bin edges: [0, 1] for σ gates, [−1, 1] for tanh
                          (relu h: [0, max])}}
 
-    Saturation: σ gates (i, f, o, r, z) below 0.05 or above 0.95 — the telemetry's rule; tanh
-    activations (g, n, RNN h) where |v| > 0.95 (their derivative 1 − v² < 0.1).
-    Steps are in each direction's processing order.
+    Saturation, the telemetry's rule: σ gates (i, f, o, r, z) below 0.05 or above 0.95; tanh
+    activations (g, n, RNN h) where |v| > 0.95 (their derivative 1 − v² < 0.1); a relu RNN's h
+    where it is 0 (dead units). Steps are in input order t = 0..T−1, also for the reverse
+    direction (as in the telemetry).
     """
     layer, recs = _trajectory(module, x, hx, torch.float64, "all")
     out: dict[str, dict] = {}
     for name in recs[0].gates:
-        vals = torch.stack([r.gates[name] for r in recs])  # (L·D, B, T, H)
+        vals = torch.stack([r.gates[name].flip(1) if r.direction == 1 else r.gates[name]
+                            for r in recs])  # (L·D, B, T, H), input time order
         if name in _SIGMOID_GATES:
             lo, hi = 0.0, 1.0
         elif layer.mode == "RNN" and layer.nonlinearity == "relu":
@@ -450,7 +455,7 @@ def gate_stats(module: nn.Module, x: Tensor, *, hx=None, bins: int = HIST_BINS) 
         edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
         idx = ((vals - lo) / (hi - lo) * bins).floor().clamp(0, bins - 1).long()
         onehot = torch.nn.functional.one_hot(idx, bins).double()  # (L·D, B, T, H, bins)
-        sat = _saturated(name, vals).double()
+        sat = _saturated(name, vals, layer.nonlinearity).double()
         out[name] = {
             "mean": vals.mean((1, 3)).float(),
             "saturated": sat.mean((1, 3)).float(),
@@ -540,7 +545,8 @@ def checklist(model: nn.Module, x: Tensor, *, threshold: float = 1e-3,
     gates = gate_stats(layer, inp)
     for name, g in gates.items():
         frac = float(g["run_saturated"].mean())
-        rule = "σ < 0.05 or > 0.95" if name in _SIGMOID_GATES else "|v| > 0.95"
+        rule = ("σ < 0.05 or > 0.95" if name in _SIGMOID_GATES else
+                "h = 0 (dead)" if layer.nonlinearity == "relu" and name == "h" else "|v| > 0.95")
         row(f"saturation {name}", f"{frac:.1%}", frac <= saturation_warn,
             f"mean {float(g['run_mean'].mean()):.3f}; saturated: {rule}")
 
