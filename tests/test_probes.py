@@ -350,8 +350,12 @@ def test_inspect_cli_on_a_tiny_run(tmp_path):
                   "Lyapunov"):
         assert check in res.output
     figs = sorted(p.name for p in (run / "figures").iterdir())
-    assert figs == ["inspect_gates.png", "inspect_jacobian.png", "inspect_lyapunov.png",
-                    "inspect_spectrum.png"]
+    want = ["inspect_gates.png", "inspect_jacobian.png", "inspect_lyapunov.png",
+            "inspect_spectrum.png"]
+    if _HAS_TELEMETRY:  # the loss gradient through time, measured by rnnlab.trace
+        assert "loss gradient" in res.output
+        want = sorted(want + ["inspect_grad.png"])
+    assert figs == want
     # the σ_max line carries the number torch computes for the checkpoint's W_hh
     w = torch.load(run / "last.pt", weights_only=True)["model"]["backbone.weight_hh_l0"]
     assert f"{float(torch.linalg.svdvals(w.double())[0]):.4g}" in res.output

@@ -27,7 +27,8 @@ def _np(v):
 
 
 def plot_jacobian_norms(norms, *, theory_r: float | None = None,
-                        title: str = "‖∂h_T/∂h_t‖₂ through time") -> Figure:
+                        title: str = "‖∂h_T/∂h_t‖₂ through time",
+                        ylabel: str = "‖∂s_{T−1}/∂s_t‖₂") -> Figure:
     """Log-scale ‖∂s_{T−1}/∂s_t‖₂ against t (``probes.jacobian_norms``). ``norms`` is a (T,)
     tensor, a (B, T) tensor (one faint line per example plus the mean), or {label: (T,)} to
     compare models. ``theory_r`` overlays the closed form r^(T−1−t) (dashed), e.g. r = σ_max."""
@@ -52,8 +53,7 @@ def plot_jacobian_norms(norms, *, theory_r: float | None = None,
         ax.plot(t, float(theory_r) ** (T - 1 - t), ls="--", color="black",
                 label=f"theory r^(T−1−t), r = {theory_r:.3g}")
     ax.set_yscale("log")
-    ax.set(title=title, xlabel="t (state after step t; final state at T−1)",
-           ylabel="‖∂s_{T−1}/∂s_t‖₂")
+    ax.set(title=title, xlabel="t (state after step t; final state at T−1)", ylabel=ylabel)
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()

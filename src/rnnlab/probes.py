@@ -492,7 +492,8 @@ def memory_length(grad_norms, threshold: float = 1e-3) -> int:
 
 # ---- the RNN debugging checklist ---------------------------------------------------------------
 def checklist(model: nn.Module, x: Tensor, *, threshold: float = 1e-3,
-              saturation_warn: float = 0.5, lyapunov_k: int = 8) -> dict:
+              saturation_warn: float = 0.5, lyapunov_k: int = 8, batch=None,
+              task_kind: str | None = None) -> dict:
     """The course notes' RNN debugging checklist, automated, on input ``x`` (what the model's
     forward takes: token ids (B, T), or features). Returns {"rows": [...], "probes": {...}}:
 
@@ -506,9 +507,13 @@ def checklist(model: nn.Module, x: Tensor, *, threshold: float = 1e-3,
         ("warn": vanishing, it falls below ``threshold`` inside the window);
       - exploding: max_t ‖∂s_{T−1}/∂s_t‖₂ ("warn" above 1/threshold);
       - λ₁, the largest Lyapunov exponent ("warn" above 0: perturbations grow);
-      - LSTM only: the cell-state highway ‖∏ f‖ across the whole window.
+      - LSTM only: the cell-state highway ‖∏ f‖ across the whole window;
+      - with ``batch`` (an rnnlab.data Batch whose x is ``x``) and ``task_kind``: the loss
+        gradient through time ‖∂L/∂h_t‖ of the last layer, measured by the engine's telemetry
+        (``rnnlab.trace``) during one backward pass of the task's loss ("warn" if it is
+        non-finite or grows above 1/threshold × its value at the last step).
     probes: the raw results for plotting: "jacobian" (T,), "jacobian_batch" (B, T),
-      "c_path" (T,) | None, "spectral", "lyapunov" (k,), "gates".
+      "c_path" (T,) | None, "spectral", "lyapunov" (k,), "gates", "grad_h" (T,) | None.
     """
     layer, inp, _, _ = _layer_inputs(model, x)
     B, T, I = inp.shape
@@ -571,8 +576,39 @@ def checklist(model: nn.Module, x: Tensor, *, threshold: float = 1e-3,
         c_path = jacobian_norms(layer, inp, path="c")
         row("cell-state highway", f"‖∏f‖ over {T - 1} steps = {float(c_path[0]):.3g}", True,
             f"memory length on the c path alone: {memory_length(c_path, threshold)} steps")
+    grad_h = None
+    if batch is not None and task_kind is not None:
+        grad_h = _loss_gradient(model, layer, batch, task_kind)
+        g0, gT = float(grad_h[0]), float(grad_h[-1])
+        ratio = g0 / gT if gT > 0 else math.inf
+        fine = math.isfinite(ratio) and ratio <= 1 / threshold
+        row("loss gradient ‖∂L/∂h_t‖", f"t=0: {g0:.3g}, t=T−1: {gT:.3g}", fine,
+            f"telemetry, one backward of the {task_kind} loss; stays ≥ {threshold:g}× the "
+            f"last step's for {memory_length(grad_h, threshold)} steps back"
+            + ("" if fine else "; exploding / non-finite: clip gradients"))
     return {"rows": rows, "probes": {"jacobian": jm, "jacobian_batch": jb, "c_path": c_path,
-                                     "spectral": spec, "lyapunov": lam, "gates": gates}}
+                                     "spectral": spec, "lyapunov": lam, "gates": gates,
+                                     "grad_h": grad_h}}
+
+
+def _loss_gradient(model: nn.Module, layer: RNNBase, batch, task_kind: str) -> Tensor:
+    """(T,) batch-mean ‖∂L/∂h_t‖ of the last layer (direction 0), recorded by rnnlab.trace
+    during one backward pass of the task's loss (model in eval mode; its .grad left clear)."""
+    from .telemetry import trace
+    from .train import loss_and_metrics
+
+    name = next(n for n, m in model.named_modules() if m is layer)
+    was_training = model.training
+    model.eval()
+    try:
+        with trace(model) as tr:
+            loss, _ = loss_and_metrics(model, task_kind, batch)
+            loss.backward()
+        grad_h = tr[name].calls[0].grad_h  # the first call: the encoder of a seq2seq model
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return grad_h[(layer.num_layers - 1) * layer.num_directions].detach().double().cpu()
 
 
 def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed: int = 0,
@@ -580,7 +616,9 @@ def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed
     """``rnnlab inspect``: load a run (directory or checkpoint .pt), drive its model with a
     validation batch of its task (``batch_size`` × ``seq_len``; synthetic tasks keep their own
     length) or with the first ``seq_len`` characters of the text file ``text`` (one sequence,
-    through the run's tokenizer), and run ``checklist``. Figures go to <run dir>/figures/
+    through the run's tokenizer), and run ``checklist`` (with padded batches, the Jacobian,
+    Lyapunov and gate probes use the full-length rows; the telemetry the whole batch; token ids
+    at PAD positions count as input otherwise). Figures go to <run dir>/figures/
     (inspect_jacobian.png, inspect_spectrum.png, inspect_lyapunov.png, inspect_gates.png), the
     run directory being the folder that holds the checkpoint and its config.json; nothing is
     written when there is no such folder. UserError for a missing path, a file that is no
@@ -613,10 +651,17 @@ def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed
         if run.task is None:
             raise UserError(f"cannot rebuild the run's task ({run.task_error}); "
                             "pass --text PATH")
-        x = run.task.batch("val", batch_size, gen, seq_len=seq_len).x
+        batch = run.task.batch("val", batch_size, gen, seq_len=seq_len)
+        x, kind = batch.x, run.task.kind
         what = f"validation batch of task {run.task.name!r}, x {tuple(x.shape)}"
+        if batch.lengths is not None:  # the probes run unpadded sequences: the full-length rows
+            x = x[batch.lengths == batch.lengths.max()]
+            what += f" (probes on its {x.shape[0]} full-length rows)"
     x = x.to(next(run.model.parameters()).device)
-    res = checklist(run.model, x, threshold=threshold)
+    if text is not None:
+        res = checklist(run.model, x, threshold=threshold)
+    else:
+        res = checklist(run.model, x, threshold=threshold, batch=batch, task_kind=kind)
 
     ckpt = Path(run.path)
     run_dir = ckpt.parent if (ckpt.parent / "config.json").is_file() else None
@@ -642,6 +687,10 @@ def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed
             "inspect_gates.png": plots.plot_gate_stats(
                 p["gates"], row=(layer.num_layers - 1) * layer.num_directions),
         }
+        if p["grad_h"] is not None:
+            figs["inspect_grad.png"] = plots.plot_jacobian_norms(
+                {"‖∂L/∂h_t‖ (telemetry)": p["grad_h"]}, ylabel="‖∂L/∂h_t‖₂ (batch mean)",
+                title=f"loss gradient through time, last layer (step {run.step})")
         for name, fig in figs.items():
             fig.savefig(fig_dir / name, dpi=110)
             written.append(fig_dir / name)
