@@ -20,6 +20,20 @@ def _pcolor(label: str):
     return next((c for k, c in _PCOLORS.items() if str(label).lower().startswith(k)), None)
 
 
+def _pcolors(labels) -> dict:
+    """One distinct colour per label: the family colour where it applies, else the next free."""
+    spare = ["tab:orange", "tab:purple", "tab:brown", "tab:olive", "tab:cyan", "tab:pink",
+             "tab:gray"]
+    out, used = {}, set()
+    for label in labels:
+        c = _pcolor(label)
+        if c is None or c in used:
+            c = next((x for x in spare if x not in used), None)
+        out[label] = c
+        used.add(c)
+    return out
+
+
 def _np(v):
     import numpy as np
 
@@ -37,17 +51,17 @@ def plot_jacobian_norms(norms, *, theory_r: float | None = None,
     fig = Figure(figsize=(7, 4.2))
     ax = fig.add_subplot()
     series = norms if isinstance(norms, dict) else {"measured": norms}
+    colors = _pcolors(series)
     T = 0
     for label, v in series.items():
-        v = _np(v)
+        v, color = _np(v), colors[label]
         if v.ndim == 2:
             for row in v:
-                ax.plot(np.arange(row.size), row, lw=0.6, alpha=0.3, color=_pcolor(label))
+                ax.plot(np.arange(row.size), row, lw=0.6, alpha=0.3, color=color)
             v = v.mean(0)
             label = f"{label} (batch mean)"
         T = max(T, v.size)
-        ax.plot(np.arange(v.size), v, marker="o", ms=2.5, lw=1.6, label=label,
-                color=_pcolor(label))
+        ax.plot(np.arange(v.size), v, marker="o", ms=2.5, lw=1.6, label=label, color=color)
     if theory_r is not None and T:
         t = np.arange(T)
         ax.plot(t, float(theory_r) ** (T - 1 - t), ls="--", color="black",
@@ -101,11 +115,12 @@ def plot_lyapunov(exponents, *, title: str = "Lyapunov spectrum") -> Figure:
     fig = Figure(figsize=(7, 4.2))
     ax = fig.add_subplot()
     series = exponents if isinstance(exponents, dict) else {"λ": exponents}
+    colors = _pcolors(series)
     for label, v in series.items():
         v = _np(v)
         v = v.mean(0) if v.ndim == 2 else v
         tau = np.inf if v[0] == 0 else 1 / abs(v[0])
-        ax.plot(np.arange(1, v.size + 1), v, marker="o", ms=3, color=_pcolor(label),
+        ax.plot(np.arange(1, v.size + 1), v, marker="o", ms=3, color=colors[label],
                 label=f"{label}: λ₁ = {v[0]:.3g} /step, 1/|λ₁| = {tau:.3g} steps")
     ax.axhline(0.0, color="black", lw=1)
     ax.set(title=title, xlabel="i", ylabel="λ_i (ln per step)")
