@@ -60,10 +60,12 @@ def train_torch(task, args, log) -> nn.Module:
     return model
 
 
-def train_rnnlab(task, args, log) -> nn.Module:
+def train_rnnlab(task, args, log, embed_n01: bool = False) -> nn.Module:
     torch.manual_seed(args.seed)
     model = models.build("lm", vocab_size=task.vocab_size, backbone="lstm",
                          hidden_size=args.hidden, num_layers=args.layers)
+    if embed_n01:  # diagnostic: torch.nn.Embedding's own init, N(0, 1)
+        nn.init.normal_(model.embedding.weight)
     train.fit(model, task, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
               optimizer="adam", lr=args.lr, clip=args.clip, decay=None, tbptt="random",
               eval_every=0, eval_batches=1, seed=args.seed,
@@ -94,7 +96,10 @@ def run_one(which: str, task, args) -> dict:
             print(f"[{which}] step {step:4d}  train loss {loss:.4f}  "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    model = (train_rnnlab if which == "rnnlab" else train_torch)(task, args, log)
+    if which == "torch":
+        model = train_torch(task, args, log)
+    else:
+        model = train_rnnlab(task, args, log, embed_n01=which == "rnnlab-embed-n01")
     seconds = time.perf_counter() - t0
     nats = val_nats(model, task, args)
     print(f"[{which}] val nats/char {nats:.4f}  ({nats / math.log(2):.4f} bits/char), "
@@ -107,6 +112,9 @@ def report(results: dict, tolerance: float) -> int:
     r, t = results["rnnlab"]["val_nats_per_char"], results["torch"]["val_nats_per_char"]
     print(f"validation nats/char after {results['rnnlab']['steps']} steps: "
           f"rnnlab {r:.4f}  torch.nn {t:.4f}  (difference {r - t:+.4f})")
+    for name, d in results.items():
+        if name not in ("rnnlab", "torch"):
+            print(f"  ({name}: {d['val_nats_per_char']:.4f})")
     ok = r <= t + tolerance
     print("PASS: rnnlab learns at least as well per step" if ok else
           "FAIL: rnnlab is behind the plain torch.nn char-LM")
@@ -128,9 +136,11 @@ def main(argv=None) -> int:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--tolerance", type=float, default=0.02,
                    help="rnnlab may be this many nats/char behind (seed noise) and still pass")
-    p.add_argument("--only", choices=("rnnlab", "torch"), default=None)
+    p.add_argument("--only", choices=("rnnlab", "torch", "rnnlab-embed-n01"), default=None,
+                   help="one side; rnnlab-embed-n01 is a diagnostic: rnnlab's model with "
+                        "torch's N(0,1) embedding init")
     p.add_argument("--json", default=None, help="write the result(s) here")
-    p.add_argument("--combine", nargs=2, metavar="JSON", default=None,
+    p.add_argument("--combine", nargs="+", metavar="JSON", default=None,
                    help="compare two results written by --only ... --json")
     args = p.parse_args(argv)
     if args.combine:
