@@ -86,7 +86,7 @@ _RUN_OPTIONS = ("task", "text", "model", "hidden_size", "num_layers", "batch_siz
               help="Linear learning-rate warmup steps.")
 @click.option("--decay", type=click.Choice(("none", "cosine")), default="none",
               show_default=True,
-              help="Learning-rate decay after warmup (cosine: to 10%% at --steps).")
+              help="Learning-rate decay after warmup (cosine: to 10% at --steps).")
 @click.option("--tbptt", type=click.Choice(("random", "stateful")), default="random",
               show_default=True,
               help="Text: random windows, or contiguous chunks carrying the state across.")
