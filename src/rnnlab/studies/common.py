@@ -161,3 +161,18 @@ def generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+# -- training histories (rnnlab.train.History) ----------------------------------------------
+def steps_to(history, metric: str, target: float, higher: bool = True):
+    """First evaluation step at which `metric` reached `target` (None if never)."""
+    for r in history.evals:
+        v = r.get(metric)
+        if v is not None and (v >= target if higher else v <= target):
+            return r["step"]
+    return None
+
+
+def curve(history, metric: str):
+    ev = history.evals
+    return [r["step"] for r in ev], [sig(r.get(metric), 4) for r in ev]
