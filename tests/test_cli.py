@@ -195,3 +195,13 @@ def test_malicious_checkpoint_is_refused_by_the_cli(tmp_path):
             assert_user_error(run(verb, p))
     assert_user_error(run("train", "--resume", tmp_path, "--quiet"))
     assert not marker.exists()
+
+
+def test_evaluate_skips_unseen_characters_with_a_note(text_run, tmp_path):
+    text = shakespeare_text()[:300] + "日本\u00e9"  # three characters the tiny run never saw
+    p = tmp_path / "unseen.txt"
+    p.write_text(text, encoding="utf-8")
+    r = run("evaluate", text_run, "--text", p, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["tokens"] == len(text) - 3 - 1
+    assert "skipped 3" in r.stderr
