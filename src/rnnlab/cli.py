@@ -233,6 +233,11 @@ def evaluate_cmd(run, text_path, as_json, batches, device):
         if r.tokenizer is None or r.config.get("model", {}).get("name") != "lm":
             raise UserError(f"{run} is not a text run: --text needs a character language model")
         text = load_text(text_path)
+        unseen = r.tokenizer.unseen(text) if hasattr(r.tokenizer, "unseen") else {}
+        if unseen:  # rnnlab.data's policy for evaluation text: unseen characters are skipped
+            shown = ", ".join(repr(c) for c in sorted(unseen)[:10])
+            click.echo(f"note: skipped {sum(unseen.values())} occurrence(s) of "
+                       f"{len(unseen)} character(s) the model never saw: {shown}", err=True)
         m = train.evaluate_text(r.model, r.tokenizer, text, seq_len=tc.get("seq_len") or 256)
         if as_json:
             click.echo(json.dumps(m))
