@@ -343,7 +343,8 @@ def study_cmd(name: str, profile: str | None, seed: int, out: str | None) -> Non
         for c in doc.get("claims", []):
             verdict = {True: "[green]holds", False: "[red]does not hold"}.get(
                 c.get("holds"), "[dim]not judged")
-            table.add_row(sname, c["id"], report.fmt(c.get("expected")),
-                          report.fmt(c.get("measured")), verdict)
+            short = lambda v: (lambda s: s if len(s) <= 48 else s[:45] + "...")(report.fmt(v))
+            table.add_row(sname, c["id"], short(c.get("expected")), short(c.get("measured")),
+                          verdict)
     Console().print(table)
     click.echo(f"report: {path}  ({time.perf_counter() - t0:.1f} s)")

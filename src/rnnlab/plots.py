@@ -160,8 +160,8 @@ def plot_gate_stats(stats: dict, *, row: int = 0) -> Figure:
 # ---- studies -------------------------------------------------------------------------------
 # Generic figures the studies compose: curves on shared axes, a heat map, bars.
 
-_STYLE = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "attention": "tab:purple",
-          "feedforward": "tab:gray"}
+_STYLE = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green",
+          "attention-3l": "tab:pink", "attention": "tab:purple", "feedforward": "tab:gray"}
 
 
 def _color(name: str):

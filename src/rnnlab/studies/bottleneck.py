@@ -30,7 +30,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     min_len, max_len = 2, pick(profile, quick=8, default=24, full=40)
     eval_lengths = pick(profile, quick=[2, 8], default=[2, 6, 12, 18, 24],
                         full=[2, 5, 10, 20, 30, 40])
-    steps = pick(profile, quick=40, default=1000, full=5000)
+    steps = pick(profile, quick=40, default=800, full=5000)
     hidden = pick(profile, quick=16, default=64, full=128)
     eval_every = pick(profile, quick=20, default=100, full=200)
     eval_batches = pick(profile, quick=1, default=4, full=10)
@@ -81,7 +81,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
               "optimizer": "adam", "lr": lr, "clip": 1.0, "eval_lengths": eval_lengths,
               "seed": seed}
     notes = [f"Both models train on source lengths uniform in [{min_len}, {max_len}] for {steps} "
-             "steps (quick 40, default 1000, full 5000) and are evaluated at fixed lengths."]
+             "steps (quick 40, default 800, full 5000) and are evaluated at fixed lengths."]
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims, figs,
                                           notes), started)
 

@@ -39,9 +39,10 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     started = time.perf_counter()
     out = Path(out)
     adding_T = pick(profile, quick=[10], default=[25, 50, 100], full=[50, 100, 200])
-    copy_T = pick(profile, quick=[5], default=[10, 20, 50], full=[10, 50, 100])
-    steps = pick(profile, quick=40, default=1500, full=5000)
-    review_steps = pick(profile, quick=40, default=800, full=3000)
+    copy_T = pick(profile, quick=[5], default=[10, 30], full=[10, 50, 100])
+    steps = pick(profile, quick=40, default=1200, full=5000)
+    review_steps = pick(profile, quick=40, default=500, full=3000)
+    review_hidden = pick(profile, quick=16, default=32, full=64)
     review_lengths = pick(profile, quick=[10, 30], default=[10, 25, 50, 100],
                           full=[10, 25, 50, 100, 200])
     hidden = pick(profile, quick=16, default=64, full=128)
@@ -80,7 +81,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     variants = {"rnn": ("rnn", False), "lstm": ("lstm", False), "bilstm": ("lstm", True)}
     for label, (backbone, bi) in variants.items():
         log(f"  long-range: review {label}")
-        model, hist = _fit(review_task, backbone, hidden, review_steps, seed, lr, eval_every,
+        model, hist = _fit(review_task, backbone, review_hidden, review_steps, seed, lr, eval_every,
                            eval_batches, bidirectional=bi)
         review[label] = {}
         for L in review_lengths:
@@ -109,12 +110,14 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     config = {"adding_T": adding_T, "copy_T": copy_T, "steps": steps, "hidden_size": hidden,
               "optimizer": "adam", "lr": lr, "batch_size": 32, "clip": 1.0,
               "review": {"task": review_task.config(), "steps": review_steps,
+                         "hidden_size": review_hidden,
                          "eval_lengths": review_lengths, "bidirectional_pooling": "last"},
               "seed": seed}
     notes = ["Budget per profile (this machine, one CPU thread): quick adding T=10 and copy "
-             "T=5 for 40 steps; default adding T∈{25,50,100} and copy T∈{10,20,50} for 1500 "
-             "steps, review 800 steps; full adding T∈{50,100,200}, copy T∈{10,50,100}, 5000 "
-             "steps. 'A few thousand steps' at T=100 fits only in the full profile.",
+             "T=5 for 40 steps; default adding T∈{25,50,100} and copy T∈{10,30} for 1200 "
+             "steps, review 500 steps (hidden 32); full adding T∈{50,100,200}, copy "
+             "T∈{10,50,100}, 5000 steps, review 3000. 'A few thousand steps' at T=100 fits only "
+             "in the full profile.",
              "beats_baseline: final validation loss < 0.9 × baseline; margin = 1 − loss/baseline; "
              "solved: adding MSE < 0.01, copy: all 10 recalled symbols right (dep_acc ≥ 0.99)."]
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims, figs,
