@@ -37,6 +37,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .gemm import add_linear_, is_small, linear, linear_add
+
 
 def _sum_bias(b_ih, b_hh):
     if b_ih is None:
@@ -46,16 +48,10 @@ def _sum_bias(b_ih, b_hh):
     return b_ih + b_hh
 
 
-def _project(x: Tensor, w: Tensor, b, out: Tensor) -> Tensor:
-    """out (T, B, G) = x (T, B, I) W^T + b: one GEMM over all time steps."""
-    T, B, I = x.shape
-    x2 = x.reshape(T * B, I)
-    out2 = out.view(T * B, w.shape[0])
-    if b is None:
-        torch.mm(x2, w.t(), out=out2)
-    else:
-        torch.addmm(b, x2, w.t(), out=out2)
-    return out
+def _project(x: Tensor, w: Tensor, b) -> Tensor:
+    """x (T, B, I) -> x W^T + b (T, B, G): one GEMM over all time steps."""
+    T, B, _ = x.shape
+    return linear(x.reshape(T * B, x.shape[2]), w, b).view(T, B, w.shape[0])
 
 
 def _tanh_from_sigmoid_(v: Tensor) -> Tensor:
@@ -77,19 +73,19 @@ class RNNStep:
         self.nonlinearity = nonlinearity
         self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
 
-    def project(self, x, w_ih, b_ih, b_hh, out):
+    def project(self, x, w_ih, b_ih, b_hh):
         # xw_t = W_ih x_t + b_ih + b_hh, for all t: (T, B, I) -> (T, B, H)
-        return _project(x, w_ih, _sum_bias(b_ih, b_hh), out)
+        return _project(x, w_ih, _sum_bias(b_ih, b_hh))
 
     def recurrent_weight(self, w_hh):
-        return w_hh.t()  # W_hh^T, for h_{t-1} W_hh^T
+        return w_hh
 
     def gates(self, A):
         return ()
 
-    def forward(self, a, g, h_prev, c_prev, h, c, w_hh_t, b_hh, scratch):
-        """``a`` is the h_t slot itself (holding xw_t): a = xw_t + W_hh h_{t-1}; h_t = φ(a)."""
-        h.addmm_(h_prev, w_hh_t)  # a = xw_t + W_hh h_{t-1}
+    def forward(self, a, g, h_prev, c_prev, h, c, aux, w_hh, b_hh, scratch):
+        """a: xw_t; h: the h_t slot, which receives a = xw_t + W_hh h_{t-1}, then φ(a)."""
+        linear_add(h, a, h_prev, w_hh, is_small(h.shape[1]))  # a = xw_t + W_hh h_{t-1}
         if self.nonlinearity == "tanh":
             h.tanh_()  # h_t = tanh(a)
         else:
@@ -104,7 +100,7 @@ class RNNStep:
     def grad_views(self, Q):
         return ()
 
-    def backward(self, q, qv, dh, dc, dcarry, p, g):
+    def backward(self, q, qv, a, g, dh, dc, dcarry, c_prev, h, aux, w):
         q.mul_(dh)  # ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t)
         return q
 
@@ -130,54 +126,52 @@ class LSTMStep:
         t[2 * H : 3 * H] *= 2
         return t
 
-    def project(self, x, w_ih, b_ih, b_hh, out):
+    def project(self, x, w_ih, b_ih, b_hh):
         # xw_t = W_ih x_t + b_ih + b_hh for all t, g rows doubled: (T, B, I) -> (T, B, 4H)
         b = _sum_bias(b_ih, b_hh)
-        return _project(x, self._double_g(w_ih), None if b is None else self._double_g(b), out)
+        return _project(x, self._double_g(w_ih), None if b is None else self._double_g(b))
 
     def recurrent_weight(self, w_hh):
-        return self._double_g(w_hh).t()  # W_hh^T with doubled g columns, for h_{t-1} W_hh^T
+        return self._double_g(w_hh)  # W_hh with doubled g rows
 
     def gates(self, A):
         return A.unflatten(-1, (4, -1)).unbind(-2)  # i, f, g, o views (T, B, H)
 
-    def forward(self, a, g, h_prev, c_prev, h, c, w_hh_t, b_hh, scratch):
+    def forward(self, a, g, h_prev, c_prev, h, c, tc, w_hh, b_hh, scratch):
+        """Also keeps tanh(c_t) in ``tc`` for the backward."""
         i, f, gg, o = g
-        a.addmm_(h_prev, w_hh_t)  # a = xw_t + W_hh h_{t-1}   (g rows doubled)
+        add_linear_(a, h_prev, w_hh, is_small(h.shape[1]))  # a = xw_t + W_hh h_{t-1} (g doubled)
         a.sigmoid_()  # i, f, o = σ(a_i), σ(a_f), σ(a_o);  σ(2 a_g) in the g rows
         _tanh_from_sigmoid_(gg)  # g = 2σ(2a_g) − 1 = tanh(a_g)
         torch.mul(i, gg, out=c)
         c.addcmul_(f, c_prev)  # c_t = f ⊙ c_{t-1} + i ⊙ g
-        torch.tanh(c, out=h)
-        h.mul_(o)  # h_t = o ⊙ tanh(c_t)
+        torch.tanh(c, out=tc)
+        torch.mul(o, tc, out=h)  # h_t = o ⊙ tanh(c_t)
 
     def local_derivatives(self, A, g, HP, HS, CP, CS, AUX):
-        """Q = [g⊙σ'(a_i), c_{t-1}⊙σ'(a_f), i⊙tanh'(a_g), tanh(c_t)⊙σ'(a_o)] and
-        P = o ⊙ tanh'(c_t), for all t, so that per step ∂L/∂a = [dc, dc, dc, dh] ⊙ Q and
-        the cell-state gradient gains ∂L/∂h_t ⊙ P."""
-        i, f, gg, o = g
-        tc = torch.sigmoid(CS * 2).mul_(2).sub_(1)  # tanh(c_t) = 2σ(2c_t) − 1, all t
-        Q = torch.addcmul(A, A, A, value=-1)  # σ' = s(1 − s) (g rows fixed below)
-        qi, qf, qg, qo = self.gates(Q)
-        qi.mul_(gg)  # g ⊙ σ'(a_i)
-        qf.mul_(CP)  # c_{t-1} ⊙ σ'(a_f)
-        torch.mul(gg, gg, out=qg)
-        qg.mul_(i).sub_(i).neg_()  # i ⊙ (1 − g²)
-        qo.mul_(tc)  # tanh(c_t) ⊙ σ'(a_o)
-        P = torch.mul(tc, tc).mul_(o).sub_(o).neg_()  # o ⊙ (1 − tanh²(c_t))
-        return Q, P
+        """Nothing in advance: the LSTM's local derivatives are formed step by step in
+        ``backward``, while the step's data is in cache. Returns the (empty) ∂L/∂a buffer."""
+        return torch.empty_like(A), None
 
     def grad_views(self, Q):
         Qv = Q.unflatten(-1, (4, -1))
-        return Qv[:, :, :3], Qv[:, :, 3]  # the (i, f, g) rows and the o rows
+        return (*Qv.unbind(-2), Qv[:, :, :3])  # ∂L/∂a_i, _f, _g, _o and the (i, f, g) rows
 
-    def backward(self, q, qv, dh, dc, dcarry, p, g):
+    def backward(self, q, qv, a, g, dh, dc, dcarry, c_prev, h, tc, w):
         """dh: total ∂L/∂h_t; dcarry: ∂L/∂c_t arriving from step t+1 (f_{t+1} ⊙ ∂L/∂c_{t+1});
-        writes the total ∂L/∂c_t into dc and f_t ⊙ ∂L/∂c_t into dcarry."""
-        torch.addcmul(dcarry, dh, p, out=dc)  # ∂L/∂c_t = from c_{t+1} + ∂L/∂h_t ⊙ o ⊙ tanh'(c_t)
-        qv[0].mul_(dc.unsqueeze(1))  # ∂L/∂a_{i,f,g} = ∂L/∂c_t ⊙ (g σ', c_{t-1} σ', i tanh')
-        qv[1].mul_(dh)  # ∂L/∂a_o = ∂L/∂h_t ⊙ tanh(c_t) ⊙ σ'
-        torch.mul(dc, g[1], out=dcarry)  # ∂c_t/∂c_{t-1} = f_t: the cell-state highway
+        writes the total ∂L/∂c_t into dc, f_t ⊙ ∂L/∂c_t into dcarry, ∂L/∂a_t into q."""
+        i, f, gg, o = g
+        qi, qf, qg, qo, q3 = qv
+        torch.addcmul(o, h, tc, value=-1, out=w)  # o ⊙ (1 − tanh²(c_t)) = o − h_t ⊙ tanh(c_t)
+        torch.addcmul(dcarry, dh, w, out=dc)  # ∂L/∂c_t = from c_{t+1} + ∂L/∂h_t ⊙ o ⊙ tanh'(c_t)
+        torch.addcmul(a, a, a, value=-1, out=q)  # σ'(a) = s(1 − s) (the g rows are redone next)
+        torch.mul(i, gg, out=qg)
+        torch.addcmul(i, qg, gg, value=-1, out=qg)  # i ⊙ tanh'(a_g) = i − i ⊙ g²
+        qi.mul_(gg)  # g ⊙ σ'(a_i)
+        qf.mul_(c_prev)  # c_{t-1} ⊙ σ'(a_f)
+        q3.mul_(dc.unsqueeze(1))  # ∂L/∂a_{i,f,g} = ∂L/∂c_t ⊙ (g σ', c_{t-1} σ', i tanh')
+        qo.mul_(tc).mul_(dh)  # ∂L/∂a_o = ∂L/∂h_t ⊙ tanh(c_t) ⊙ σ'(a_o)
+        torch.mul(dc, f, out=dcarry)  # ∂c_t/∂c_{t-1} = f_t: the cell-state highway
         return q
 
 
@@ -194,25 +188,22 @@ class GRUStep:
     has_cell = False
     mode = "GRU"
 
-    def project(self, x, w_ih, b_ih, b_hh, out):
+    def project(self, x, w_ih, b_ih, b_hh):
         # xw_t = W_ih x_t + b_ih (b_hh stays inside: b_hn is multiplied by r)
-        return _project(x, w_ih, b_ih, out)
+        return _project(x, w_ih, b_ih)
 
     def recurrent_weight(self, w_hh):
-        return w_hh.t()
+        return w_hh
 
     def gates(self, A):
         H = A.shape[-1] // 3
         return (*A.unflatten(-1, (3, H)).unbind(-2), A[..., : 2 * H])  # r, z, n, [r z]
 
-    def forward(self, a, g, h_prev, _, h, hn, w_hh_t, b_hh, scratch):
+    def forward(self, a, g, h_prev, c_prev, h, c, hn, w_hh, b_hh, scratch):
         """On return a = [r, z, n], hn = W_hn h_{t-1} + b_hn (saved for backward)."""
         r, z, n, rz = g
         H = h.shape[1]
-        if b_hh is None:
-            torch.mm(h_prev, w_hh_t, out=scratch)  # W_hh h_{t-1}
-        else:
-            torch.addmm(b_hh, h_prev, w_hh_t, out=scratch)  # W_hh h_{t-1} + b_hh
+        scratch = linear(h_prev, w_hh, b_hh)  # W_hh h_{t-1} + b_hh
         rz.add_(scratch[:, : 2 * H]).sigmoid_()  # r, z = σ(xw + W_h h + b_h)
         hn.copy_(scratch[:, 2 * H :])
         n.addcmul_(r, hn).tanh_()  # n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
@@ -234,7 +225,7 @@ class GRUStep:
     def grad_views(self, Q):
         return (Q.unflatten(-1, (3, -1)),)
 
-    def backward(self, q, qv, dh, dc, dcarry, p, g):
+    def backward(self, q, qv, a, g, dh, dc, dcarry, c_prev, h, aux, w):
         qv[0].mul_(dh.unsqueeze(1))  # ∂L/∂(W_hh h + b_hh) = ∂L/∂h_t ⊙ Q
         return q
 

@@ -24,8 +24,8 @@ Padding rows (packed input, rows beyond a step's batch size) of the output hold 
 finite values; everything downstream ignores them (their gradients are zero).
 
 Telemetry: when a tap (``rnnlab.telemetry``) is passed, the forward calls
-``call = tap.record_forward(step, gates, h, sizes)`` (gates: the cell's post-activation (T, B, H)
-views, h: (T, B, H)) and the backward ``call.record_backward(dh, dc, sizes)`` with the total
+``call = tap.record_forward(step, A, sizes)`` (A: the gates after activation, (T, B, G·H), or
+h_t for the RNN) and the backward ``call.record_backward(dh, dc, sizes)`` with the total
 ∂L/∂h_t and ∂L/∂c_t of every step, (T, B, H) time-major buffers it fills anyway.
 """
 
@@ -34,6 +34,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from .gemm import add_linear_, is_small, linear, t_matmul
 
 
 def _cut(views, sizes: tuple[int, ...], B: int) -> list:
@@ -50,10 +52,10 @@ def _steps(bufs, sizes, B) -> list[tuple]:
     return list(zip(*(_cut(b.unbind(0), sizes, B) for b in bufs), strict=True))
 
 
-def _active(sizes, B, like: Tensor) -> Tensor:
-    """(T, B, 1) mask of the rows active at each step."""
+def _padding(sizes, B, like: Tensor) -> Tensor:
+    """(T, B, 1) bool: True on the padding rows (beyond each step's batch size)."""
     lengths = torch.tensor(sizes, device=like.device).unsqueeze(1)
-    return (torch.arange(B, device=like.device) < lengths).unsqueeze(2).to(like.dtype)
+    return (torch.arange(B, device=like.device) >= lengths).unsqueeze(2)
 
 
 class Recurrence(torch.autograd.Function):
@@ -63,6 +65,7 @@ class Recurrence(torch.autograd.Function):
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, step, batch_sizes, reverse, tap):
         T, B, _ = x.shape
         H = w_hh.shape[1]
+        n = step.n_chunks
         cell, gru = step.has_cell, step.mode == "GRU"
         sizes = tuple(batch_sizes) if batch_sizes is not None else (B,) * T
         order = list(range(T - 1, -1, -1)) if reverse else list(range(T))
@@ -70,29 +73,34 @@ class Recurrence(torch.autograd.Function):
         rd = slice(1, T + 1) if reverse else slice(0, T)  # slots read:    h_{t-1} of step t
         wr = slice(0, T) if reverse else slice(1, T + 1)  # slots written: h_t
 
-        HS = x.new_zeros(T + 1, B, H)
-        CS = x.new_zeros(T + 1, B, H) if cell else None
-        if step.n_chunks == 1:
-            A = HS[wr]  # RNN: the pre-activation is computed straight into the h_t slot
-        else:
-            A = x.new_empty(T, B, step.n_chunks * H)  # (T, B, G·H): xw_t, then the gates
-        AUX = x.new_zeros(T, B, H) if gru else None  # GRU: W_hn h_{t-1} + b_hn
-        step.project(x, w_ih, b_ih, b_hh, A)  # one GEMM for all steps
+        packed = any(s != B for s in sizes)
+        new = x.new_zeros if packed else x.new_empty  # padding rows stay finite (zero)
+        HS = new(T + 1, B, H)
+        CS = new(T + 1, B, H) if cell else None
+        AUX = new(T, B, H) if (cell or gru) else None  # LSTM: tanh(c_t); GRU: W_hn h_{t-1} + b_hn
+        XW = step.project(x, w_ih, b_ih, b_hh)  # (T, B, G·H), one GEMM for all steps
+        A = XW if n > 1 else HS[wr]  # the gates, written over xw_t in place (RNN: h_t)
         HS[init] = h0
         if cell:
             CS[init] = c0
-        w_hh_t = step.recurrent_weight(w_hh)
+        w_rec = step.recurrent_weight(w_hh)
 
         # per-step views, cut to the active rows
-        hp, hw = _cut(HS[rd].unbind(0), sizes, B), _cut(HS[wr].unbind(0), sizes, B)
+        hs = HS.unbind(0)
+        hp, hw = _cut(hs[rd], sizes, B), _cut(hs[wr], sizes, B)
+        none = [None] * T
+        cp, cw = none, none
         if cell:
-            cp, cw = _cut(CS[rd].unbind(0), sizes, B), _cut(CS[wr].unbind(0), sizes, B)
-        else:
-            cp = [None] * T
-            cw = _cut(AUX.unbind(0), sizes, B) if gru else cp
-        a = _cut(A.unbind(0), sizes, B)
+            cs = CS.unbind(0)
+            cp, cw = _cut(cs[rd], sizes, B), _cut(cs[wr], sizes, B)
+        aux = _cut(AUX.unbind(0), sizes, B) if AUX is not None else none
+        a = _cut(XW.unbind(0), sizes, B)
         gates = _steps(step.gates(A), sizes, B)
-        scratch = _cut([x.new_empty(B, A.shape[2])] * T, sizes, B) if gru else [None] * T
+        if tap is not None:  # per-step gate statistics, taken while the step is in cache
+            stats = x.new_empty(T, 2, n)  # [mean, fraction saturated] of each gate
+            centre, limit = tap.saturation(step, x)
+            st_u = _cut(A.unflatten(-1, (n, H)).unbind(0), sizes, B)
+            st_s = _cut([x.new_empty(B, n, H)] * T, sizes, B)
 
         h_n = h0.new_empty(B, H)
         c_n = c0.new_empty(B, H) if cell else None
@@ -103,7 +111,12 @@ class Recurrence(torch.autograd.Function):
                 hp[t][prev_bs:] = h0[prev_bs:bs]
                 if cell:
                     cp[t][prev_bs:] = c0[prev_bs:bs]
-            step.forward(a[t], gates[t], hp[t], cp[t], hw[t], cw[t], w_hh_t, b_hh, scratch[t])
+            step.forward(a[t], gates[t], hp[t], cp[t], hw[t], cw[t], aux[t], w_rec, b_hh, None)
+            if tap is not None:
+                u, sat = st_u[t], st_s[t]
+                torch.mean(u, (0, 2), out=stats[t, 0])  # mean of each gate
+                torch.sub(u, centre, out=sat).abs_().gt_(limit)  # |v − centre| > limit: 1 / 0
+                torch.mean(sat, (0, 2), out=stats[t, 1])
             next_bs = sizes[order[k + 1]] if k + 1 < T else 0
             if next_bs < bs:  # rows whose sequence ends here hold their final state
                 h_n[next_bs:bs] = hw[t][next_bs:]
@@ -112,7 +125,7 @@ class Recurrence(torch.autograd.Function):
             prev_bs = bs
 
         if tap is not None:  # the call's record, which the backward completes
-            tap = tap.record_forward(step, step.gates(A), HS[wr], sizes)
+            tap = tap.record_forward(step, stats, sizes)
         ctx.step, ctx.sizes, ctx.order, ctx.tap, ctx.reverse = step, sizes, order, tap, reverse
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, A, HS, CS, AUX)
         out = HS[wr]
@@ -136,26 +149,36 @@ class Recurrence(torch.autograd.Function):
         if cell and (d_cn is None or d_cn.numel() == 0):
             d_cn = h0.new_zeros(B, H)
 
-        DH = HS.new_zeros(T + 1, B, H)  # ∂L/∂h by slot: local first, total once its step runs
+        new = HS.new_zeros if packed else HS.new_empty
+        DH = new(T + 1, B, H)  # ∂L/∂h by slot: local first, total once its step runs
+        DH[init] = 0
         if d_out is not None:
             DH[wr] = d_out
-        # local derivatives of all steps at once; Q becomes ∂L/∂a (hidden side) in place
+        else:
+            DH[wr] = 0
+        # the cell's local derivatives (all steps at once, or step by step in its backward);
+        # Q becomes ∂L/∂a (hidden side) in place
         Q, P = step.local_derivatives(A, step.gates(A), HS[rd], HS[wr],
                                       CS[rd] if cell else None, CS[wr] if cell else None, AUX)
-        DC = HS.new_zeros(T, B, H) if cell else None  # total ∂L/∂c_t
+        DC = new(T, B, H) if cell else None  # total ∂L/∂c_t
         dcarry = HS.new_zeros(B, H)  # ∂L/∂c_t arriving from step t+1: f_{t+1} ⊙ ∂L/∂c_{t+1}
 
-        dhp, dhw = _cut(DH[rd].unbind(0), sizes, B), _cut(DH[wr].unbind(0), sizes, B)
+        dhs = DH.unbind(0)
+        dhp, dhw = _cut(dhs[rd], sizes, B), _cut(dhs[wr], sizes, B)
         q = _cut(Q.unbind(0), sizes, B)
         qv = _steps(step.grad_views(Q), sizes, B)
         gates = _steps(step.gates(A), sizes, B)
+        none = [None] * T
+        dc = dcr = a = cp = hw = aux = w = none
         if cell:
-            dc, p = _cut(DC.unbind(0), sizes, B), _cut(P.unbind(0), sizes, B)
-            dcr = _cut([dcarry] * T, sizes, B)
-        else:
-            dc = p = dcr = [None] * T
+            cs = CS.unbind(0)
+            cp, hw = _cut(cs[rd], sizes, B), _cut(HS.unbind(0)[wr], sizes, B)
+            a, aux = _cut(A.unbind(0), sizes, B), _cut(AUX.unbind(0), sizes, B)
+            dc, dcr = _cut(DC.unbind(0), sizes, B), _cut([dcarry] * T, sizes, B)
+            w = _cut([HS.new_empty(B, H)] * T, sizes, B)
         dh0 = h0.new_zeros(B, H)
         dc0 = h0.new_zeros(B, H) if cell else None
+        w_hh_t, small = w_hh.t(), is_small(H)
 
         for k in range(T - 1, -1, -1):
             t = order[k]
@@ -168,8 +191,9 @@ class Recurrence(torch.autograd.Function):
                     dcr[t][next_bs:] = d_cn[next_bs:bs]
             if prev_bs < bs:  # rows that start at t (reverse, packed): their slot collects dh0
                 dhp[t][prev_bs:] = 0
-            da = step.backward(q[t], qv[t], dhw[t], dc[t], dcr[t], p[t], gates[t])
-            dhp[t].addmm_(da, w_hh)  # ∂L/∂h_{t-1} += ∂L/∂a_t · W_hh
+            da = step.backward(q[t], qv[t], a[t], gates[t], dhw[t], dc[t], dcr[t], cp[t], hw[t],
+                               aux[t], w[t])
+            add_linear_(dhp[t], da, w_hh_t, small)  # ∂L/∂h_{t-1} += ∂L/∂a_t · W_hh
             if gru:
                 dhp[t].addcmul_(dhw[t], gates[t][1])  # the z ⊙ h_{t-1} path
             if prev_bs < bs:
@@ -191,19 +215,24 @@ class Recurrence(torch.autograd.Function):
             torch.mul(P, DH[wr], out=D_in[:, :, 2 * H :])
         else:
             D_in = Q
-        if packed:  # padding rows carry no gradient
-            mask = _active(sizes, B, Q)
-            D_hid.mul_(mask)
+        if packed:  # padding rows carry no gradient (whatever the buffers held there)
+            pad = _padding(sizes, B, Q)
+            D_hid.masked_fill_(pad, 0)
             if D_in is not D_hid:
-                D_in.mul_(mask)
+                D_in.masked_fill_(pad, 0)
 
         need = ctx.needs_input_grad
         D_in2, D_hid2 = D_in.view(T * B, G), D_hid.view(T * B, G)
-        dx = (D_in2 @ w_ih).view(x.shape) if need[0] else None
-        dw_ih = D_in2.t() @ x.reshape(T * B, x.shape[2]) if need[3] else None
-        dw_hh = D_hid2.t() @ HS[rd].reshape(T * B, H) if need[4] else None
-        db_ih = D_in2.sum(0) if (b_ih is not None and need[5]) else None
-        db_hh = D_hid2.sum(0) if (b_hh is not None and need[6]) else None
+        dx = linear(D_in2, w_ih.t()).view(x.shape) if need[0] else None  # Σ ∂L/∂a_t W_ih
+        dw_ih = t_matmul(D_in2, x.reshape(T * B, x.shape[2])) if need[3] else None
+        dw_hh = t_matmul(D_hid2, HS[rd].reshape(T * B, H)) if need[4] else None
+        db_ih = D_in2.sum(0) if (b_ih is not None and (need[5] or need[6])) else None
+        if b_hh is not None and need[6]:  # RNN, LSTM: the same sum (b_ih, b_hh enter together)
+            db_hh = D_hid2.sum(0) if (D_in is not D_hid or db_ih is None) else db_ih.clone()
+        else:
+            db_hh = None
+        if not need[5]:
+            db_ih = None
         return (dx, dh0 if need[1] else None, dc0 if (cell and need[2]) else None,
                 dw_ih, dw_hh, db_ih, db_hh, None, None, None, None)
 

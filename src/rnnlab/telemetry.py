@@ -62,19 +62,12 @@ def _active(sizes, B, like: Tensor) -> Tensor | None:
 
 
 def _step_mean(v: Tensor, mask: Tensor | None, sizes) -> Tensor:
-    """v (T, B): mean over the active rows of each step -> (T,)."""
+    """v (T, B, ...): mean over the active rows of each step -> (T, ...)."""
     if mask is None:
         return v.mean(1)
     count = torch.tensor(sizes, device=v.device, dtype=v.dtype).clamp_min(1)
-    return (v * mask).sum(1) / count
-
-
-def _saturated(name: str, v: Tensor, nonlinearity: str) -> Tensor:
-    if name in _SIGMOID_GATES:
-        return (v < SATURATION) | (v > 1 - SATURATION)
-    if name == "h" and nonlinearity == "relu":
-        return v == 0  # dead units: relu'(a) = 0
-    return v.abs() > 1 - SATURATION
+    count = count.view(-1, *([1] * (v.dim() - 2)))
+    return torch.where(mask.bool(), v, 0).sum(1) / count  # (where: padding may hold anything)
 
 
 class _Call:
@@ -101,17 +94,29 @@ class _Tap:
         self.nonlinearity = nonlinearity
         self.calls: list[_Call] = []
 
-    def record_forward(self, step, gates, h: Tensor, sizes) -> _Call:
-        """gates: the cell's post-activation (T, B, H) views in ``step.gate_names`` order;
-        h: (T, B, H) hidden states. Returns the call record the backward will fill."""
+    def saturation(self, step, like: Tensor) -> tuple[Tensor, Tensor]:
+        """(centre, limit), each (n, 1): a value v of gate j is saturated when
+        |v − centre_j| > limit_j (σ gates: centre ½, limit 0.45; tanh: centre 0, limit 0.95).
+        For a relu RNN the engine measures |h| > 0 and ``record_forward`` turns it into h = 0."""
+        names = step.gate_names or ("h",)
+        relu = names == ("h",) and self.nonlinearity == "relu"
+        sig = [n in _SIGMOID_GATES for n in names]
+        centre = like.new_tensor([0.5 if s else 0.0 for s in sig]).unsqueeze(1)
+        limit = like.new_tensor([0.0 if relu else 0.5 - SATURATION if s else 1 - SATURATION
+                                 for s in sig]).unsqueeze(1)
+        return centre, limit
+
+    def record_forward(self, step, stats: Tensor, sizes) -> _Call:
+        """stats: (T, 2, n) per step [mean, fraction saturated] of each gate (in
+        ``step.gate_names`` order; the RNN's one "gate" is h_t), over the step's active rows.
+        Returns the call record the backward will fill."""
         call = _Call()
         names = step.gate_names or ("h",)
-        values = gates[: len(names)] if step.gate_names else (h,)
-        mask = _active(sizes, h.shape[1], h)
-        for name, v in zip(names, values, strict=True):
-            sat = _saturated(name, v, self.nonlinearity).to(v.dtype)
-            call.gates[name] = {"mean": _step_mean(v.mean(2), mask, sizes),
-                                "saturated": _step_mean(sat.mean(2), mask, sizes)}
+        sat = stats[:, 1]
+        if names == ("h",) and self.nonlinearity == "relu":
+            sat = 1 - sat  # measured |h| > 0; dead units are the rest
+        for j, name in enumerate(names):
+            call.gates[name] = {"mean": stats[:, 0, j], "saturated": sat[:, j]}
         self.calls.append(call)
         return call
 

@@ -1,0 +1,56 @@
+"""Matrix products for the engine: y = x Wᵀ (+ b), and y += x Wᵀ.
+
+On CPU in float32 they go to oneDNN (``torch.ops.mkldnn._linear_pointwise``, the kernel torch's
+own compiled CPU code uses), which is up to about twice as fast as the default BLAS for the
+engine's shapes on recent x86 CPUs, and is what torch.nn.LSTM's fused CPU kernel (oneDNN) gets.
+Everywhere else (float64, CUDA, a torch built without oneDNN) they are plain torch.mm / addmm.
+For the small per-step products oneDNN only pays off from a width of about 128 (below, the BLAS
+call is cheaper), hence ``small``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+_ONEDNN = _LINEAR is not None and torch.backends.mkldnn.is_available()
+SMALL_WIDTH = 128  # per-step products narrower than this stay on BLAS
+
+
+def _onednn(x: Tensor, w: Tensor) -> bool:
+    return _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 == w.dtype
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """x (N, K), w (M, K) -> x Wᵀ + b (N, M), a new tensor."""
+    if _onednn(x, w):
+        return _LINEAR(x, w, b, "none", [], "")
+    return x @ w.t() if b is None else torch.addmm(b, x, w.t())
+
+
+def add_linear_(y: Tensor, x: Tensor, w: Tensor, small: bool = False) -> Tensor:
+    """y += x Wᵀ in place; x (N, K), w (M, K), y (N, M)."""
+    if not small and _onednn(x, w):
+        return y.add_(_LINEAR(x, w, None, "none", [], ""))
+    return y.addmm_(x, w.t())
+
+
+def linear_add(out: Tensor, y: Tensor, x: Tensor, w: Tensor, small: bool = False) -> Tensor:
+    """out = y + x Wᵀ; x (N, K), w (M, K), y and out (N, M)."""
+    if not small and _onednn(x, w):
+        return torch.add(y, _LINEAR(x, w, None, "none", [], ""), out=out)
+    return torch.addmm(y, x, w.t(), out=out)
+
+
+def t_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """aᵀ b for a (N, M), b (N, K) -> (M, K), a sum over the long dimension N (a weight
+    gradient Σ_t ∂L/∂a_tᵀ x_t). oneDNN is fastest computing its transpose bᵀ a as a
+    linear layer with weight aᵀ."""
+    if _onednn(a, b):
+        return _LINEAR(b.t(), a.t(), None, "none", [], "").t()
+    return a.t() @ b
+
+
+def is_small(width: int) -> bool:
+    return width < SMALL_WIDTH
