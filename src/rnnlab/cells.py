@@ -12,13 +12,12 @@ Every ``forward`` writes into the engine's preallocated time-major buffers, in p
 slot ``a`` (holding xw_t on entry) ends up holding the gates themselves, h_t and c_t go straight
 into their slots. Nothing in the loop builds an autograd graph.
 
-The backward pass is split in two:
-
-- ``local_derivatives``: everything that does not depend on the incoming gradient (σ' = s(1−s),
-  tanh' = 1 − g², ...) for all steps at once, a handful of large element-wise ops;
-- ``backward``: per step, the total ∂L/∂h_t (and ∂L/∂c_t) times those local derivatives, in place,
-  giving the pre-activation gradients ∂L/∂a_t; the engine turns them into ∂L/∂h_{t-1} (one GEMM
-  per step) and into the weight gradients (one GEMM over all steps).
+Every ``backward`` receives the total ∂L/∂h_t (and the LSTM's ∂L/∂c_t arriving from step t+1)
+and writes the pre-activation gradients ∂L/∂a_t, in place, into its slot of the buffer the
+engine hands it; the engine turns them into ∂L/∂h_{t-1} (one GEMM per step) and into the weight
+gradients (one GEMM over all steps). The local derivatives (σ' = s(1−s), tanh' = 1 − g², ...)
+are formed by ``local_derivatives`` for all steps at once where that is a single cheap pass (RNN,
+GRU), and inside the LSTM's ``backward`` step by step, while the step's data is in cache.
 
 Gate order is torch's: LSTM (i, f, g, o), GRU (r, z, n).
 
