@@ -36,7 +36,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     started = time.perf_counter()
     out = Path(out)
     T = pick(profile, quick=20, default=50, full=100)
-    steps = pick(profile, quick=60, default=2000, full=5000)
+    steps = pick(profile, quick=60, default=1500, full=5000)
     hidden = pick(profile, quick=32, default=64, full=128)
     eval_every = pick(profile, quick=20, default=50, full=100)
     eval_batches = pick(profile, quick=2, default=4, full=10)
@@ -106,7 +106,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
               "forget_biases": list(BIASES), "seeds": seeds}
     notes = ["For each seed both runs share initial weights (apart from the forget bias) and "
              "batches; verdicts use the median over seeds.",
-             "Budget per profile: quick T=20, 60 steps, 1 seed; default T=50, 2000 steps, "
+             "Budget per profile: quick T=20, 60 steps, 1 seed; default T=50, 1500 steps, "
              f"3 seeds; full T=100, 5000 steps, 5 seeds; this run: T={T}, {steps} steps."]
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims,
                                           [save_figure(fig, out, "learning_curves")], notes),

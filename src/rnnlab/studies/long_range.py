@@ -41,10 +41,10 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     adding_T = pick(profile, quick=[10], default=[25, 50, 100], full=[50, 100, 200])
     copy_T = pick(profile, quick=[5], default=[10, 30], full=[10, 50, 100])
     steps = pick(profile, quick=40, default=1200, full=5000)
-    review_steps = pick(profile, quick=40, default=500, full=3000)
+    review_steps = pick(profile, quick=40, default=400, full=3000)
     review_hidden = pick(profile, quick=16, default=32, full=64)
-    review_lengths = pick(profile, quick=[10, 30], default=[10, 25, 50, 100],
-                          full=[10, 25, 50, 100, 200])
+    review_lengths = pick(profile, quick=[5, 30], default=[5, 25, 50, 100],
+                          full=[5, 25, 50, 100, 200])
     hidden = pick(profile, quick=16, default=64, full=128)
     eval_every = pick(profile, quick=20, default=100, full=100)
     eval_batches = pick(profile, quick=1, default=4, full=10)
@@ -115,7 +115,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
               "seed": seed}
     notes = ["Budget per profile (this machine, one CPU thread): quick adding T=10 and copy "
              "T=5 for 40 steps; default adding T∈{25,50,100} and copy T∈{10,30} for 1200 "
-             "steps, review 500 steps (hidden 32); full adding T∈{50,100,200}, copy "
+             "steps, review 400 steps (hidden 32); full adding T∈{50,100,200}, copy "
              "T∈{10,50,100}, 5000 steps, review 3000. 'A few thousand steps' at T=100 fits only "
              "in the full profile.",
              "beats_baseline: final validation loss < 0.9 × baseline; margin = 1 − loss/baseline; "
