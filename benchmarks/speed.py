@@ -3,6 +3,7 @@
     python benchmarks/speed.py                      # defaults: CPU, torch's thread count
     python benchmarks/speed.py --repeats 9 --threads 1
     python benchmarks/speed.py --device cuda        # on a GPU: against cuDNN
+    python benchmarks/speed.py --threads 1 --clock cpu   # on a shared machine (see below)
 
 For each configuration (LSTM / GRU / RNN × H ∈ {64, 256}, B = 32, T = 128, I = H, float32) it
 times one training step, forward + backward (``output.backward(grad)`` with a fixed random
@@ -15,6 +16,9 @@ times one training step, forward + backward (``output.backward(grad)`` with a fi
 
 all holding the same weights. The variants are interleaved within every round and each one's best
 round of ``--repeats`` is kept (the machine may be shared: the best round is the least disturbed).
+``--clock cpu`` times with the process's CPU time instead of the wall clock: with one thread it
+is the compute time even when other jobs share the cores (with several threads it would also
+count the threads' idle spinning, so keep it to ``--threads 1``).
 Ratios are throughputs relative to torch.nn (> 1: faster than torch). GFLOP/s counts
 24·H·(I+H)·B·T floating-point operations per LSTM step (forward, backward to the data and to the
 weights: three GEMM passes over 4 gate blocks), 18· for the GRU, 6· for the RNN, and is compared
@@ -31,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 import rnnlab
+from rnnlab import gemm
 
 FLOPS_PER = {"LSTM": 24, "GRU": 18, "RNN": 6}  # × H·(I+H)·B·T per forward+backward step
 
@@ -40,18 +45,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def gemm_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a large float32 matrix product: the machine's practical peak."""
+def gemm_gflops(device: torch.device, clock, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a large float32 matrix product, the machine's practical peak: the better of
+    torch.mm (BLAS) and rnnlab.gemm.linear (oneDNN on CPU)."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    a @ b
     best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
+    for f in (lambda: a @ b, lambda: gemm.linear(a, b)):
+        f()
+        for _ in range(repeats):
+            _sync(device)
+            t0 = clock()
+            f()
+            _sync(device)
+            best = min(best, clock() - t0)
     return 2 * n**3 / best / 1e9
 
 
@@ -67,7 +74,8 @@ def make_step(module, x, grad, traced: bool):
     return step
 
 
-def time_variants(steps: dict, device, repeats: int, iters: int) -> dict[str, float]:
+def time_variants(steps: dict, device, repeats: int, iters: int,
+                  clock=time.perf_counter) -> dict[str, float]:
     """Seconds per step of each variant: best of ``repeats`` interleaved rounds."""
     for f in steps.values():  # warm-up (allocator, oneDNN primitive caches)
         f()
@@ -75,20 +83,23 @@ def time_variants(steps: dict, device, repeats: int, iters: int) -> dict[str, fl
     for _ in range(repeats):
         for name, f in steps.items():
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(iters):
                 f()
             _sync(device)
-            best[name] = min(best[name], (time.perf_counter() - t0) / iters)
+            best[name] = min(best[name], (clock() - t0) / iters)
     return best
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5, help="rounds per variant (best is kept)")
-    ap.add_argument("--iters", type=int, default=2, help="training steps per round")
+    ap.add_argument("--iters", type=int, default=1, help="training steps per round")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall clock, or the process's CPU time (robust on a shared machine "
+                         "with --threads 1)")
     ap.add_argument("--modes", default="LSTM,GRU,RNN")
     ap.add_argument("--sizes", default="64,256", help="hidden sizes (I = H)")
     ap.add_argument("--batch", type=int, default=32)
@@ -98,12 +109,14 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    console = Console()
+    console = Console(width=150)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     B, T = args.batch, args.steps
 
-    peak = gemm_gflops(device)
+    peak = gemm_gflops(device, clock)
     table = Table(title=f"training step (fwd+bwd), B={B}, T={T}, float32, {device}, "
-                        f"{torch.get_num_threads()} threads; large GEMM {peak:.0f} GFLOP/s")
+                        f"{torch.get_num_threads()} thread(s), {args.clock} clock; "
+                        f"large GEMM {peak:.0f} GFLOP/s")
     for col in ("config", "torch.nn ms", "rnnlab ms\nuntraced", "rnnlab ms\ntraced",
                 "ratio\nuntraced", "ratio\ntraced", "GFLOP/s torch\n(% peak)",
                 "GFLOP/s traced\n(% peak)"):
@@ -119,7 +132,7 @@ def main(argv=None) -> None:
             secs = time_variants({"torch": make_step(ref, x, grad, False),
                                   "auto": make_step(ours, x, grad, False),
                                   "traced": make_step(ours, x, grad, True)},
-                                 device, args.repeats, args.iters)
+                                 device, args.repeats, args.iters, clock)
             gflop = FLOPS_PER[mode] * H * (I + H) * B * T / 1e9
             g_t, g_tr = gflop / secs["torch"], gflop / secs["traced"]
             table.add_row(f"{mode} H={H}", f"{secs['torch'] * 1e3:.1f}",

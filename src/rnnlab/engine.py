@@ -97,7 +97,7 @@ class Recurrence(torch.autograd.Function):
         a = _cut(XW.unbind(0), sizes, B)
         gates = _steps(step.gates(A), sizes, B)
         if tap is not None:  # per-step gate statistics, taken while the step is in cache
-            stats = x.new_empty(T, 2, n)  # [mean, fraction saturated] of each gate
+            stats = x.new_empty(T, 2, n)  # [sum, number saturated] of each gate, per step
             centre, limit = tap.saturation(step, x)
             st_u = _cut(A.unflatten(-1, (n, H)).unbind(0), sizes, B)
             st_s = _cut([x.new_empty(B, n, H)] * T, sizes, B)
@@ -114,9 +114,9 @@ class Recurrence(torch.autograd.Function):
             step.forward(a[t], gates[t], hp[t], cp[t], hw[t], cw[t], aux[t], w_rec, b_hh, None)
             if tap is not None:
                 u, sat = st_u[t], st_s[t]
-                torch.mean(u, (0, 2), out=stats[t, 0])  # mean of each gate
+                torch.sum(u, (0, 2), out=stats[t, 0])  # Σ v over rows and units, each gate
                 torch.sub(u, centre, out=sat).abs_().gt_(limit)  # |v − centre| > limit: 1 / 0
-                torch.mean(sat, (0, 2), out=stats[t, 1])
+                torch.sum(sat, (0, 2), out=stats[t, 1])
             next_bs = sizes[order[k + 1]] if k + 1 < T else 0
             if next_bs < bs:  # rows whose sequence ends here hold their final state
                 h_n[next_bs:bs] = hw[t][next_bs:]
@@ -125,7 +125,8 @@ class Recurrence(torch.autograd.Function):
             prev_bs = bs
 
         if tap is not None:  # the call's record, which the backward completes
-            tap = tap.record_forward(step, stats, sizes)
+            count = torch.tensor(sizes, dtype=x.dtype, device=x.device).clamp_min(1) * H
+            tap = tap.record_forward(step, stats.div_(count.view(T, 1, 1)), sizes)
         ctx.step, ctx.sizes, ctx.order, ctx.tap, ctx.reverse = step, sizes, order, tap, reverse
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, A, HS, CS, AUX)
         out = HS[wr]
