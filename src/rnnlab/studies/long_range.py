@@ -150,6 +150,16 @@ def make_claims(r, adding_T, copy_T, lengths, steps) -> list[Claim]:
         f"val loss ≥ 0.9 × {c['baseline']}",
         {"rnn_loss": c["rnn"]["final_val_loss"], "margin": c["rnn"]["margin"]},
         not c["rnn"]["beats_baseline"]))
+    for kind in ("adding", "copy"):
+        wins = {n: [int(T) for T, row in r[kind].items() if row[n]["beats_baseline"]]
+                for n in MODELS}
+        claims.append(Claim(
+            f"{kind}_pattern", f"The published pattern on {kind}: the LSTM beats the memoryless "
+            "baseline at more of the lengths tried than the tanh RNN.",
+            "lengths beaten: lstm ⊋ rnn", {"beats_baseline_at_T": wins,
+                                           "margins": {T: {n: row[n]["margin"] for n in MODELS}
+                                                       for T, row in r[kind].items()}},
+            len(wins["lstm"]) > len(wins["rnn"]) and set(wins["rnn"]) <= set(wins["lstm"])))
     rv = r["review"]
     short, long_ = str(lengths[0]), str(lengths[-1])
     claims.append(Claim(
