@@ -38,17 +38,17 @@ from torch.autograd.function import once_differentiable
 from .gemm import add_linear_, is_small, linear, t_matmul
 
 
-def _cut(views, sizes: tuple[int, ...], B: int) -> list:
-    """Per-step views (one per t) cut to the step's active rows (only for packed input)."""
-    if all(s == B for s in sizes):
+def _cut(views, sizes: tuple[int, ...] | None, B: int) -> list:
+    """Per-step views (one per t) cut to the step's active rows; ``sizes`` None: all rows."""
+    if sizes is None:
         return list(views)
     return [v[:s] for v, s in zip(views, sizes, strict=True)]
 
 
-def _steps(bufs, sizes, B) -> list[tuple]:
+def _steps(bufs, sizes, B, T) -> list[tuple]:
     """Several (T, B, ...) buffers -> one tuple of per-step views per t."""
     if not bufs:
-        return [()] * len(sizes)
+        return [()] * T
     return list(zip(*(_cut(b.unbind(0), sizes, B) for b in bufs), strict=True))
 
 
@@ -74,6 +74,7 @@ class Recurrence(torch.autograd.Function):
         wr = slice(0, T) if reverse else slice(1, T + 1)  # slots written: h_t
 
         packed = any(s != B for s in sizes)
+        cut = sizes if packed else None  # per-step views are cut to the active rows
         new = x.new_zeros if packed else x.new_empty  # padding rows stay finite (zero)
         HS = new(T + 1, B, H)
         CS = new(T + 1, B, H) if cell else None
@@ -87,20 +88,20 @@ class Recurrence(torch.autograd.Function):
 
         # per-step views, cut to the active rows
         hs = HS.unbind(0)
-        hp, hw = _cut(hs[rd], sizes, B), _cut(hs[wr], sizes, B)
+        hp, hw = _cut(hs[rd], cut, B), _cut(hs[wr], cut, B)
         none = [None] * T
         cp, cw = none, none
         if cell:
             cs = CS.unbind(0)
-            cp, cw = _cut(cs[rd], sizes, B), _cut(cs[wr], sizes, B)
-        aux = _cut(AUX.unbind(0), sizes, B) if AUX is not None else none
-        a = _cut(XW.unbind(0), sizes, B)
-        gates = _steps(step.gates(A), sizes, B)
+            cp, cw = _cut(cs[rd], cut, B), _cut(cs[wr], cut, B)
+        aux = _cut(AUX.unbind(0), cut, B) if AUX is not None else none
+        a = _cut(XW.unbind(0), cut, B)
+        gates = _steps(step.gates(A), cut, B, T)
         if tap is not None:  # per-step gate statistics, taken while the step is in cache
             stats = x.new_empty(T, 2, n)  # [sum, number saturated] of each gate, per step
             centre, limit = tap.saturation(step, x)
-            st_u = _cut(A.unflatten(-1, (n, H)).unbind(0), sizes, B)
-            st_s = _cut([x.new_empty(B, n, H)] * T, sizes, B)
+            st_u = _cut(A.unflatten(-1, (n, H)).unbind(0), cut, B)
+            st_s = _cut([x.new_empty(B, n, H)] * T, cut, B)
 
         h_n = h0.new_empty(B, H)
         c_n = c0.new_empty(B, H) if cell else None
@@ -142,6 +143,7 @@ class Recurrence(torch.autograd.Function):
         G = A.shape[2]
         cell, gru = step.has_cell, step.mode == "GRU"
         packed = any(s != B for s in sizes)
+        cut = sizes if packed else None
         init = T if reverse else 0
         rd = slice(1, T + 1) if reverse else slice(0, T)
         wr = slice(0, T) if reverse else slice(1, T + 1)
@@ -165,18 +167,18 @@ class Recurrence(torch.autograd.Function):
         dcarry = HS.new_zeros(B, H)  # ∂L/∂c_t arriving from step t+1: f_{t+1} ⊙ ∂L/∂c_{t+1}
 
         dhs = DH.unbind(0)
-        dhp, dhw = _cut(dhs[rd], sizes, B), _cut(dhs[wr], sizes, B)
-        q = _cut(Q.unbind(0), sizes, B)
-        qv = _steps(step.grad_views(Q), sizes, B)
-        gates = _steps(step.gates(A), sizes, B)
+        dhp, dhw = _cut(dhs[rd], cut, B), _cut(dhs[wr], cut, B)
+        q = _cut(Q.unbind(0), cut, B)
+        qv = _steps(step.grad_views(Q), cut, B, T)
+        gates = _steps(step.gates(A), cut, B, T)
         none = [None] * T
         dc = dcr = a = cp = hw = aux = w = none
         if cell:
             cs = CS.unbind(0)
-            cp, hw = _cut(cs[rd], sizes, B), _cut(HS.unbind(0)[wr], sizes, B)
-            a, aux = _cut(A.unbind(0), sizes, B), _cut(AUX.unbind(0), sizes, B)
-            dc, dcr = _cut(DC.unbind(0), sizes, B), _cut([dcarry] * T, sizes, B)
-            w = _cut([HS.new_empty(B, H)] * T, sizes, B)
+            cp, hw = _cut(cs[rd], cut, B), _cut(HS.unbind(0)[wr], cut, B)
+            a, aux = _cut(A.unbind(0), cut, B), _cut(AUX.unbind(0), cut, B)
+            dc, dcr = _cut(DC.unbind(0), cut, B), _cut([dcarry] * T, cut, B)
+            w = _cut([HS.new_empty(B, H)] * T, cut, B)
         dh0 = h0.new_zeros(B, H)
         dc0 = h0.new_zeros(B, H) if cell else None
         w_hh_t, small = w_hh.t(), is_small(H)
