@@ -172,6 +172,8 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
     click.echo(f"run: {result.out}  ({', '.join(parts)})")
     if result.stopped in ("time", "interrupted"):
         click.echo(f"continue with: rnnlab train --resume {result.out}", err=True)
+    elif (cfg or {}).get("task", {}).get("name") in _TEXT_TASKS:
+        click.echo(f"sample with: rnnlab sample {result.out}", err=True)
     if result.stopped == "interrupted":
         sys.exit(130)
 
