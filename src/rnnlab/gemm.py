@@ -14,7 +14,23 @@ import torch
 from torch import Tensor
 
 _LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-_ONEDNN = _LINEAR is not None and torch.backends.mkldnn.is_available()
+
+
+def _onednn_works() -> bool:
+    """The private op exists and agrees with torch.mm on a small case (else: BLAS only)."""
+    if _LINEAR is None or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        g = torch.Generator().manual_seed(0)
+        x, w = torch.randn(5, 3, generator=g), torch.randn(4, 3, generator=g)
+        return bool(torch.allclose(_LINEAR(x, w, None, "none", [], ""), x @ w.t(), atol=1e-5)
+                    and torch.allclose(_LINEAR(x.t(), x.t(), None, "none", [], ""), x.t() @ x,
+                                       atol=1e-5))
+    except Exception:  # noqa: BLE001 - any failure means: do not use it
+        return False
+
+
+_ONEDNN = _onednn_works()
 SMALL_WIDTH = 128  # per-step products narrower than this stay on BLAS
 
 
