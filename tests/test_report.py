@@ -94,3 +94,16 @@ def test_fmt():
     assert report.fmt(None) == "—"
     assert report.fmt({"a": 1.23456}) == '{"a": 1.23}'
     assert report.fmt(True) == "yes"
+
+
+def test_tables_render(tmp_path):
+    from rnnlab.studies.common import table
+
+    d = tmp_path / "t"
+    so = StudyOutput("t", "quick", 0, {}, {}, [Claim("c", "s", 1, 1, True)], [], [],
+                     [table("Lab 03", ["model", "steps"], [["rnn", None], ["lstm", 800.0]])])
+    write_results(d, so, started=0.0)
+    html = report.write_report(d).read_text()
+    assert "<caption>Lab 03</caption>" in html
+    assert '<td class="num">rnn</td><td class="num">—</td>' in html
+    assert '<td class="num">800</td>' in html

@@ -79,7 +79,11 @@ def load_studies(root: Path) -> list[dict]:
             uri = _data_uri(d / rel)
             if uri is not None:
                 figures.append({"name": Path(rel).stem, "uri": uri})
+        tables = [{"title": t.get("title", ""), "columns": t.get("columns", []),
+                   "rows": [[fmt(v) for v in row] for row in t.get("rows", [])]}
+                  for t in doc.get("tables", [])]
         studies.append({"name": doc.get("study", d.name), "dir": d.name, "doc": doc,
+                        "tables": tables,
                         "claims": claims, "figures": figures,
                         "config_s": json.dumps(doc.get("config", {}), indent=1),
                         "notes": doc.get("notes", []),

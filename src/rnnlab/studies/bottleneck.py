@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import plots, train
 from ..data import build_task
-from .common import Claim, StudyOutput, curve, log, pick, save_figure, sig, write_results
+from .common import Claim, StudyOutput, curve, log, pick, save_figure, sig, table, write_results
 
 NAME = "bottleneck"
 VARIANTS = {"no_attention": None, "attention": "additive"}
@@ -82,8 +82,15 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
               "seed": seed}
     notes = [f"Both models train on source lengths uniform in [{min_len}, {max_len}] for {steps} "
              "steps (quick 40, default 800, full 5000) and are evaluated at fixed lengths."]
+    tables = [table("Accuracy by source length", ["source length", "token acc, no attention",
+                                                  "token acc, attention", "seq acc, no attention",
+                                                  "seq acc, attention"],
+                    [[L, per_length[str(L)]["no_attention"]["acc"],
+                      per_length[str(L)]["attention"]["acc"],
+                      per_length[str(L)]["no_attention"]["seq_acc"],
+                      per_length[str(L)]["attention"]["seq_acc"]] for L in eval_lengths])]
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims, figs,
-                                          notes), started)
+                                          notes, tables), started)
 
 
 def make_claims(r, lengths) -> list[Claim]:

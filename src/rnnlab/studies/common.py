@@ -100,6 +100,7 @@ class StudyOutput:
     claims: list[Claim]
     figures: list[str] = field(default_factory=list)  # paths relative to the study dir
     notes: list[str] = field(default_factory=list)  # method notes shown in the report
+    tables: list[dict] = field(default_factory=list)  # {"title", "columns", "rows"} for the report
 
 
 def environment() -> dict:
@@ -120,7 +121,9 @@ def write_results(out: Path, so: StudyOutput, started: float) -> dict:
         "wall_time_s": round(time.perf_counter() - started, 2),
         "notes": so.notes,
         "figures": so.figures,
-        **{k: v for k, v in so.results.items() if k not in ("claims", "figures", "config")},
+        "tables": so.tables,
+        **{k: v for k, v in so.results.items()
+           if k not in ("claims", "figures", "config", "tables")},
         "claims": [c.to_dict() for c in so.claims],
     }
     doc = jsonable(doc)
@@ -176,3 +179,8 @@ def steps_to(history, metric: str, target: float, higher: bool = True):
 def curve(history, metric: str):
     ev = history.evals
     return [r["step"] for r in ev], [sig(r.get(metric), 4) for r in ev]
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> dict:
+    """A table for the report: rows of cells (numbers are shown to 3 significant digits)."""
+    return {"title": title, "columns": columns, "rows": rows}

@@ -18,7 +18,18 @@ from pathlib import Path
 
 from .. import plots, train
 from ..data import build_task
-from .common import Claim, StudyOutput, curve, log, pick, save_figure, sig, steps_to, write_results
+from .common import (
+    Claim,
+    StudyOutput,
+    curve,
+    log,
+    pick,
+    save_figure,
+    sig,
+    steps_to,
+    table,
+    write_results,
+)
 
 NAME = "forget-bias"
 BIASES = (0.0, 1.0)
@@ -108,6 +119,13 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
              "batches; verdicts use the median over seeds.",
              "Budget per profile: quick T=20, 60 steps, 1 seed; default T=50, 1500 steps, "
              f"3 seeds; full T=100, 5000 steps, 5 seeds; this run: T={T}, {steps} steps."]
+    tables = [table(f"LSTM on adding (T={T}): steps to val MSE ≤ {TARGET}",
+                    ["forget bias", *[f"seed {sd}" for sd in seeds], "median steps",
+                     "median final MSE"],
+                    [[runs[b]["forget_bias"],
+                      *[v if v is not None else "never" for v in runs[b]["steps_to_target"]],
+                      runs[b]["median_steps_to_target"], runs[b]["median_final_val_mse"]]
+                     for b in runs])]
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims,
-                                          [save_figure(fig, out, "learning_curves")], notes),
-                         started)
+                                          [save_figure(fig, out, "learning_curves")], notes,
+                                          tables), started)

@@ -36,7 +36,17 @@ from torch import nn
 
 from .. import GRU, LSTM, RNN, plots
 from ..attention import AttentionStack
-from .common import Claim, StudyOutput, log10_close, pick, progress, save_figure, sig, write_results
+from .common import (
+    Claim,
+    StudyOutput,
+    log10_close,
+    pick,
+    progress,
+    save_figure,
+    sig,
+    table,
+    write_results,
+)
 
 NAME = "gradflow"
 H = 32  # input size = hidden size
@@ -363,8 +373,21 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
         "Stack heat map: batch-mean ‖∂L/∂h_t‖ per layer from rnnlab.trace, checked against "
         "retain_grad on a step-by-step unrolling (max relative difference in results.json).",
     ]
+    L = lengths
+    tables = [
+        table("‖∂L/∂x_1‖ / ‖∂L/∂x_T‖ at the theory's settings (the notes' table)", ["model", *L],
+              [[n, *models[n]["ratio"]] for n in models]
+              + [["0.9^(T−1)", *results["theory"]["r_pow"]]]),
+        table("‖∂L/∂x_1‖ / ‖∂L/∂x_T‖ at torch's default init", ["model", *L],
+              [[n, *models[n]["ratio_default_init"]] for n in models]),
+        table("LSTM: cell path vs hidden path (theory settings)", ["quantity", *L],
+              [[k, *paths["theory"][k]] for k in ("c_only", "prod_f", "h_only", "c_total",
+                                                  "h_total")]),
+        table("Path length (sequential hops from x_1 to y_T)", ["model", *L],
+              [[n, *[hops[T][n] for T in L]] for n in (*RECURRENT, "attention")]),
+    ]
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims, figures,
-                                          notes), started)
+                                          notes, tables), started)
 
 
 def make_claims(r: dict) -> list[Claim]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import plots, train
 from ..data import build_task
-from .common import Claim, StudyOutput, log, pick, save_figure, sig, write_results
+from .common import Claim, StudyOutput, log, pick, save_figure, sig, table, write_results
 
 NAME = "long-range"
 MODELS = ("rnn", "lstm", "gru", "attention")  # adding: all four
@@ -122,8 +122,19 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
              "in the full profile.",
              "beats_baseline: final validation loss < 0.9 × baseline; margin = 1 − loss/baseline; "
              "solved: adding MSE < 0.01, copy: all 10 recalled symbols right (dep_acc ≥ 0.99)."]
+    tables = []
+    for kind, names in (("adding", MODELS), ("copy", COPY_MODELS)):
+        rows = []
+        for T, row in tasks[kind].items():
+            rows.append([T, row["baseline"], *[
+                f"{row[n]['final_val_loss']} ({'beats' if row[n]['beats_baseline'] else 'at'} "
+                f"baseline, margin {row[n]['margin']})" for n in names]])
+        tables.append(table(f"{kind}: final validation loss after {steps} steps",
+                            ["T", "baseline", *names], rows))
+    tables.append(table("The long review: accuracy by length", ["model", *review_lengths],
+                        [[k, *[review[k][str(L)] for L in review_lengths]] for k in review]))
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims, figs,
-                                          notes), started)
+                                          notes, tables), started)
 
 
 def make_claims(r, adding_T, copy_T, lengths, steps) -> list[Claim]:

@@ -24,7 +24,7 @@ from torch import nn
 
 from .. import LSTM, plots
 from ..attention import MultiHeadSelfAttention
-from .common import Claim, StudyOutput, pick, progress, save_figure, sig, write_results
+from .common import Claim, StudyOutput, pick, progress, save_figure, sig, table, write_results
 
 NAME = "parallelism"
 
@@ -155,5 +155,9 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
              "depend on this machine and its load (no other timing is asserted by tests).",
              "crossover_T: first T at which attention is slower than the LSTM "
              f"(measured: {crossover})."]
+    tables = [table(f"Forward + backward, seconds (B={B}, d={d}, one thread)",
+                    ["T", *models, "LSTM / feed-forward"],
+                    [[T, *[times[n][i] for n in models], times["lstm"][i] / times["feedforward"][i]]
+                     for i, T in enumerate(lengths)])]
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims, figures,
-                                          notes), started)
+                                          notes, tables), started)

@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import GRU, LSTM, RNN, plots
 from ..attention import AttentionStack, SelfAttention
-from .common import Claim, StudyOutput, save_figure, write_results
+from .common import Claim, StudyOutput, save_figure, table, write_results
 
 NAME = "params"
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -92,5 +92,11 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     config = {"shapes_input_hidden": shapes, "bias": True, "layers": 1}
     notes = ["Counts of one layer, bias=True, unidirectional; attention block = pre-norm "
              "Transformer block (self-attention + 4× MLP + LayerNorms), no positions."]
+    tables = [table("Parameters of one layer (rnnlab = torch.nn)",
+                    ["input", "hidden", "rnn", "lstm", "gru", "lstm/rnn", "gru/rnn",
+                     "attention (1 head)", "attention block"],
+                    [[r["input_size"], r["hidden_size"], r["rnn"], r["lstm"], r["gru"],
+                      r["lstm"] / r["rnn"], r["gru"] / r["rnn"], r.get("attention_1head", "—"),
+                      r.get("transformer_block", "—")] for r in rows])]
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims, figures,
-                                          notes), started)
+                                          notes, tables), started)

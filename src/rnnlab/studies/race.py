@@ -24,7 +24,18 @@ from pathlib import Path
 
 from .. import plots, train
 from ..data import build_task
-from .common import Claim, StudyOutput, curve, log, pick, save_figure, sig, steps_to, write_results
+from .common import (
+    Claim,
+    StudyOutput,
+    curve,
+    log,
+    pick,
+    save_figure,
+    sig,
+    steps_to,
+    table,
+    write_results,
+)
 
 NAME = "race"
 MODELS = ("rnn", "lstm", "gru", "attention")
@@ -43,7 +54,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     lr, batch = 3e-3, 32
     task = build_task("a13", distance=[3, f_max])
 
-    table, curves, by_distance = {}, {}, {}
+    lab, curves, by_distance = {}, {}, {}
     for name in MODELS:
         log(f"  race: {name}")
         extra = {"num_heads": 1} if name == "attention" else {}
@@ -53,7 +64,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
                          eval_every=eval_every, eval_batches=eval_batches, seed=seed,
                          progress=True)
         final = hist.final
-        table[name] = {"steps_to_target": steps_to(hist, "val_dep_acc", TARGET),
+        lab[name] = {"steps_to_target": steps_to(hist, "val_dep_acc", TARGET),
                        "final_val_acc": sig(final.get("acc"), 4),
                        "final_dependency_acc": sig(final.get("dep_acc"), 4),
                        "wall_time_s": sig(hist.wall_time_s, 3),
@@ -68,7 +79,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
             by_distance.setdefault(str(F), {})[name] = sig(m.get("dep_acc"), 4)
 
     chance = getattr(task, "dependency_chance", None)
-    results = {"models": table, "by_distance": by_distance, "curves": curves,
+    results = {"models": lab, "by_distance": by_distance, "curves": curves,
                "target_dep_acc": TARGET, "dependency_chance": chance}
     claims = make_claims(results, distances)
     figs = [
@@ -95,8 +106,18 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
              f"{eval_every} steps) with validation dependency accuracy ≥ {TARGET:.0%}, null if "
              "never within the budget; training is not stopped there.",
              f"Budget per profile: {steps} steps here (quick 40, default 1000, full 3000)."]
+    tables = [
+        table(f"Lab 03 on this machine (hidden {hidden}, {steps} steps)",
+              ["model", "steps to 90 % dep. acc", "final val acc", "final dependency acc",
+               "wall time (s)", "params"],
+              [[n, lab[n]["steps_to_target"] if lab[n]["steps_to_target"] is not None
+                else "did not reach", lab[n]["final_val_acc"], lab[n]["final_dependency_acc"],
+                lab[n]["wall_time_s"], lab[n]["params"]] for n in MODELS]),
+        table("Dependency accuracy by filler distance F", ["model", *[f"F={F}" for F in distances]],
+              [[n, *[by_distance[str(F)][n] for F in distances]] for n in MODELS]),
+    ]
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims, figs,
-                                          notes), started)
+                                          notes, tables), started)
 
 
 def make_claims(r: dict, distances) -> list[Claim]:

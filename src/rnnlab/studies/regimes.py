@@ -26,7 +26,7 @@ from torch import nn
 
 from .. import RNN, plots
 from ..data import build_task
-from .common import Claim, StudyOutput, pick, progress, save_figure, sig, write_results
+from .common import Claim, StudyOutput, pick, progress, save_figure, sig, table, write_results
 from .gradflow import unroll
 
 NAME = "regimes"
@@ -126,8 +126,16 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
              f"Training: plain SGD, lr {lr}, batch 32, {steps} steps, the same init and batches "
              "with and without clip_grad_norm_(max_norm=1); a run 'diverges' when its loss is "
              "non-finite or above 1e3."]
+    tables = [table(
+        f"Three regimes (T = {T}): gradient over distance, and {steps} SGD steps",
+        ["σ_max", "‖∂L/∂h_1‖/‖∂L/∂h_T‖", "after clipping", "clip factor", "no clip: diverged at",
+         "clip 1: first loss", "clip 1: final loss"],
+        [[curves[str(r)]["sigma_max"], curves[str(r)]["ratio_first_last"],
+          curves[str(r)]["ratio_first_last_clipped"], curves[str(r)]["clip_coef"],
+          training[str(r)]["no_clip"]["diverged_at"], training[str(r)]["clip_1"]["first_loss"],
+          training[str(r)]["clip_1"]["final_loss"]] for r in RADII])]
     return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims, figures,
-                                          notes), started)
+                                          notes, tables), started)
 
 
 def make_claims(res: dict) -> list[Claim]:
