@@ -508,7 +508,7 @@ class _Progress:
         self.enabled, self.kind = enabled, kind
         self.total, self.start, self.description = total, start, description
         self._last = time.perf_counter()
-        self._rate: float | None = None
+        self._dt: float | None = None  # moving average of seconds per step
 
     def __enter__(self):
         if self.enabled:
@@ -521,9 +521,9 @@ class _Progress:
                 TimeElapsedColumn,
                 TimeRemainingColumn,
             )
-            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),
                                  MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(),
                                  console=Console(stderr=True), transient=False)
             self._bar.__enter__()
             self._id = self._bar.add_task(self.description, total=self.total,
@@ -535,8 +535,7 @@ class _Progress:
             return
         now = time.perf_counter()
         dt, self._last = now - self._last, now
-        rate = 1.0 / dt if dt > 0 else 0.0
-        self._rate = rate if self._rate is None else 0.9 * self._rate + 0.1 * rate
+        self._dt = dt if self._dt is None else 0.9 * self._dt + 0.1 * dt
         if self.kind == "lm":
             stats = f"loss {rec['loss']:.3f}  {rec['loss'] / math.log(2):.3f} bpc"
         elif self.kind == "regress":
@@ -547,7 +546,7 @@ class _Progress:
             v = rec["val_loss"]
             stats += (f"  val {v / math.log(2):.3f} bpc" if self.kind == "lm"
                       else f"  val acc {rec.get('val_acc', float('nan')):.3f}")
-        stats += f"  {self._rate:.2f} step/s"
+        stats += f"  {1.0 / self._dt:.2f} step/s" if self._dt else ""
         self._bar.update(self._id, completed=rec["step"], stats=stats)
 
     def __exit__(self, *exc):
@@ -908,8 +907,7 @@ def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: boo
     start = time.perf_counter()
     writer = _tensorboard(out, done)
     try:
-        with _StopFlag() as flag, _Progress(total, task.kind, progress, start=done,
-                                            description=out.name) as bar, \
+        with _StopFlag() as flag, _Progress(total, task.kind, progress, start=done) as bar, \
                 open(metrics_path, "a", buffering=1) as metrics:
             if trainer.step >= total:
                 stopped = "steps"
