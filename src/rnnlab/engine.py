@@ -58,6 +58,9 @@ def _padding(sizes, B, like: Tensor) -> Tensor:
     return (torch.arange(B, device=like.device) >= lengths).unsqueeze(2)
 
 
+_SMALL_BUFFER = 2**20  # elements: a (T, B, G·H) gate buffer this small stays in cache
+
+
 class Recurrence(torch.autograd.Function):
     """One layer, one direction: (x, h0, c0, weights) -> (output, h_n, c_n)."""
 
@@ -97,9 +100,13 @@ class Recurrence(torch.autograd.Function):
         aux = _cut(AUX.unbind(0), cut, B) if AUX is not None else none
         a = _cut(XW.unbind(0), cut, B)
         gates = _steps(step.gates(A), cut, B, T)
-        if tap is not None:  # per-step gate statistics, taken while the step is in cache
+        # gate statistics: step by step while the step is in cache, or, when the whole gate
+        # buffer fits in cache anyway (dense input), in three passes after the loop
+        step_stats = tap is not None and (packed or A.numel() > _SMALL_BUFFER)
+        if tap is not None:
             stats = x.new_empty(T, 2, n)  # [sum, number saturated] of each gate, per step
             centre, limit = tap.saturation(step, x)
+        if step_stats:
             st_u = _cut(A.unflatten(-1, (n, H)).unbind(0), cut, B)
             st_s = _cut([x.new_empty(B, n, H)] * T, cut, B)
 
@@ -113,7 +120,7 @@ class Recurrence(torch.autograd.Function):
                 if cell:
                     cp[t][prev_bs:] = c0[prev_bs:bs]
             step.forward(a[t], gates[t], hp[t], cp[t], hw[t], cw[t], aux[t], w_rec, b_hh, None)
-            if tap is not None:
+            if step_stats:
                 u, sat = st_u[t], st_s[t]
                 torch.sum(u, (0, 2), out=stats[t, 0])  # Σ v over rows and units, each gate
                 torch.sub(u, centre, out=sat).abs_().gt_(limit)  # |v − centre| > limit: 1 / 0
@@ -125,6 +132,10 @@ class Recurrence(torch.autograd.Function):
                     c_n[next_bs:bs] = cw[t][next_bs:]
             prev_bs = bs
 
+        if tap is not None and not step_stats:
+            u = A.unflatten(-1, (n, H))  # (T, B, n, H)
+            torch.sum(u, (1, 3), out=stats[:, 0])
+            torch.sum((u - centre).abs_().gt_(limit), (1, 3), out=stats[:, 1])
         if tap is not None:  # the call's record, which the backward completes
             count = torch.tensor(sizes, dtype=x.dtype, device=x.device).clamp_min(1) * H
             tap = tap.record_forward(step, stats.div_(count.view(T, 1, 1)), sizes)
