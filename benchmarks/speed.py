@@ -18,7 +18,10 @@ all holding the same weights. The variants are interleaved within every round an
 round of ``--repeats`` is kept (the machine may be shared: the best round is the least disturbed).
 ``--clock cpu`` times with the process's CPU time instead of the wall clock: with one thread it
 is the compute time even when other jobs share the cores (with several threads it would also
-count the threads' idle spinning, so keep it to ``--threads 1``).
+count the threads' idle spinning, so keep it to ``--threads 1``). On a machine shared with other
+jobs the wall-clock numbers with several threads swing widely (every parallel op waits for a busy
+core; rnnlab's engine runs thousands of small ops per step, torch's fused kernel a few): prefer
+``--threads 1 --clock cpu`` there. About 30 s on 2 idle cores with the defaults.
 Ratios are throughputs relative to torch.nn (> 1: faster than torch). GFLOP/s counts
 24·H·(I+H)·B·T floating-point operations per LSTM step (forward, backward to the data and to the
 weights: three GEMM passes over 4 gate blocks), 18· for the GRU, 6· for the RNN, and is compared
