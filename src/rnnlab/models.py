@@ -156,8 +156,9 @@ class LanguageModel(_Model):
             raise UserError(f"tie_weights needs embed_size == hidden_size, got embed_size="
                             f"{embed_size} and hidden_size={hidden_size}")
         self._set_config(locals())
-        self.embedding = nn.Embedding(vocab_size, embed_size)  # e_t = E[x_t]
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        self.embedding = nn.Embedding(vocab_size, embed_size)  # e_t = E[x_t], E ~ N(0, 1)
+        if tie_weights:  # E is also the output layer: small, like nn.Linear's, not N(0, 1)
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         self.drop = nn.Dropout(dropout)
         if backbone == "attention":
             self.in_proj = (nn.Linear(embed_size, hidden_size) if embed_size != hidden_size
