@@ -128,13 +128,13 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
         Claim("lstm_linear", "The LSTM's sequential loop costs O(T): time grows linearly with T "
               "(one step after another).",
               f"least-squares log-log slope over T ≥ {lengths[upper]} in [0.8, 1.2]",
-              sig(lstm_slope, 3), 0.8 <= lstm_slope <= 1.2),
+              sig(lstm_slope, 4), 0.8 <= lstm_slope <= 1.2),
         Claim("feedforward_faster", f"A feed-forward layer, parallel over positions, is 'over 14 "
               f"times faster' than the LSTM at T={lengths[i512]} (notes: forward only, B=32, "
               "d=256).", "LSTM time / feed-forward time ≥ 14", sig(speedup, 3), speedup >= 14),
         Claim("attention_quadratic", "Attention's O(T²) term takes over at long T.",
               f"least-squares log-log slope over T = {lengths[-3:]} ≥ 1.5 (2 = quadratic)",
-              sig(att_last, 3), att_last >= 1.5),
+              sig(att_last, 4), att_last >= 1.5),
         Claim("attention_parallel_short", f"At short T attention (parallel over positions) is "
               f"faster than the LSTM's sequential loop (T={lengths[0]}).",
               "attention time < LSTM time",
