@@ -106,19 +106,53 @@ def test_classify_label_is_in_the_prefix_only():
     b = task.batch("train", 600, gen(5))
     assert b.x.shape[0] == 600 and b.y.shape == (600,) and b.mask is None
     assert b.lengths.min() >= 8 and b.lengths.max() <= 30
-    first_distractor = 1 + 3 * 2
+    V = 1 + 3 * 2 + 10                                              # PAD, 3·2 cues, 10 neutral
+    assert task.vocab_size == V
     for i in range(600):
         n, c = int(b.lengths[i]), int(b.y[i])
         cues = b.x[i, :2]
         assert ((cues - 1) // 2 == c).all()                         # class c's own cue tokens
-        assert (b.x[i, 2:n] >= first_distractor).all()              # distractors after
+        assert ((b.x[i, 2:n] >= 1) & (b.x[i, 2:n] < V)).all()      # any non-pad token after
         assert (b.x[i, n:] == 0).all()                              # padding
-    # distractors are independent of the label: same distribution for every class
-    counts = torch.stack([torch.bincount(b.x[b.y == c][:, 2:].flatten(), minlength=17)[7:]
-                          .double() for c in range(3)])
-    freqs = counts / counts.sum(1, keepdim=True)
-    assert (freqs - 0.1).abs().max() < 0.03
+    # after the prefix: uniform over all V−1 non-pad tokens, for every class alike — so the cue
+    # tokens of EVERY class appear as distractors, equally often whatever the label
+    valid = torch.arange(b.x.shape[1])[None, :] < b.lengths[:, None]
+    after = valid.clone()
+    after[:, :2] = False
+    freqs = []
+    for c in range(3):
+        toks = b.x[(b.y == c)[:, None] & after]
+        freqs.append(torch.bincount(toks, minlength=V).double() / toks.numel())
+    freqs = torch.stack(freqs)                                      # (C, V)
+    assert freqs[:, 0].sum() == 0
+    assert (freqs[:, 1:] - 1 / (V - 1)).abs().max() < 0.02
+    for c in range(3):
+        for k in range(3):                                          # class k's cues after class c
+            assert freqs[c, 1 + 2 * k:1 + 2 * k + 2].min() > 0.5 / (V - 1)
     assert (torch.bincount(b.y, minlength=3).double() / 600 - 1 / 3).abs().max() < 0.07
+
+
+def test_classify_label_is_a_function_of_the_prefix_alone():
+    """y equals a function of the prefix (the class of its cue tokens); the tokens after the
+    prefix, counted class by class, predict y no better than chance; so a bag-of-tokens vote
+    over the whole review fails on long reviews: a model must remember what came first."""
+    K = 3
+    task = build_task("classify", length=100, min_length=100, num_classes=4, prefix=3,
+                      cues_per_class=K, vocab=5)
+    b = task.batch("val", 2000, gen(3))
+    cls = (b.x[:, :3] - 1) // K                                     # class of each prefix token
+    assert (cls == cls[:, :1]).all() and torch.equal(cls[:, 0], b.y)
+    # per-class cue counts: tail only, and whole sequence (prefix included)
+    def votes(x):
+        is_cue = (x >= 1) & (x <= 4 * K)
+        c = torch.where(is_cue, (x - 1) // K, torch.full_like(x, 4))
+        return torch.nn.functional.one_hot(c, 5)[..., :4].sum(1).double()   # (B, 4)
+    tail_vote = votes(b.x[:, 3:])
+    tail_acc = (tail_vote.argmax(1) == b.y).double().mean()
+    assert abs(tail_acc - 0.25) < 0.05                              # tail says nothing about y
+    assert tail_vote.mean(0).sub(tail_vote.mean()).abs().max() < 0.5  # every class's cues appear
+    whole_acc = (votes(b.x).argmax(1) == b.y).double().mean()
+    assert whole_acc < 0.8                                          # counting does not solve it
 
 
 def test_synthetic_tasks_are_deterministic():

@@ -15,7 +15,11 @@
   itself, mode="copy") then EOS.
 * classify ("the long review"): the label c is set by the first ``prefix`` tokens, drawn from
   class c's own cue tokens; the rest of the sequence (length uniform in [min_length, length])
-  is random distractor tokens that say nothing about c. Chance accuracy 1/C, chance loss ln C.
+  is drawn uniformly from ALL non-pad tokens — the cue tokens of every class and ``vocab``
+  neutral tokens — independently of c. Later tokens therefore look exactly like cues (a cue of
+  another class may come right after the prefix) yet carry no information about c: the label is
+  a function of the prefix only, and a model must remember what came *first*, not what it saw
+  most. Chance accuracy 1/C, chance loss ln C.
 """
 
 from __future__ import annotations
@@ -145,7 +149,11 @@ class ReverseTask(Task):
 
 
 class ClassifyTask(Task):
-    """Many-to-one: the label is in the first ``prefix`` tokens; the rest are distractors."""
+    """Many-to-one: the label is in the first ``prefix`` tokens; the rest are distractors.
+
+    Distractors are uniform over every non-pad token (cues of all classes included), so they are
+    indistinguishable in kind from cues and independent of the label.
+    """
 
     name = "classify"
     kind = "classify"
@@ -161,10 +169,10 @@ class ClassifyTask(Task):
         self.num_classes = check_int("num_classes", num_classes, 2)
         self.cues_per_class = check_int("cues_per_class", cues_per_class, 1)
         self.vocab = check_int("vocab", vocab, 1)
-        # ids: 0 PAD; class c's cue tokens 1 + c·K .. c·K + K; distractors after all cues
+        # ids: 0 PAD; class c's cue tokens 1 + c·K .. c·K + K; neutral tokens after all cues
         self.pad_id = 0
-        self.first_distractor = 1 + self.num_classes * self.cues_per_class
-        self.vocab_size = self.first_distractor + self.vocab
+        self.first_neutral = 1 + self.num_classes * self.cues_per_class
+        self.vocab_size = self.first_neutral + self.vocab
         self.num_outputs = self.num_classes
         self.baseline = math.log(self.num_classes)          # chance cross-entropy ln C
         self.chance_accuracy = 1.0 / self.num_classes
@@ -176,7 +184,8 @@ class ClassifyTask(Task):
         y = torch.randint(0, self.num_classes, (B,), generator=generator)
         lengths = torch.randint(self.min_length, self.length + 1, (B,), generator=generator)
         T = int(lengths.max())
-        x = torch.randint(self.first_distractor, self.vocab_size, (B, T), generator=generator)
+        # after the prefix: x_t ~ U{1, …, V−1} (every cue and neutral token), independent of y
+        x = torch.randint(1, self.vocab_size, (B, T), generator=generator)
         cues = 1 + y[:, None] * K + torch.randint(0, K, (B, P), generator=generator)
         x[:, :P] = cues
         x = torch.where(lengths_to_mask(lengths, T), x, torch.zeros_like(x))
