@@ -84,6 +84,14 @@ def test_quick_race_keys(quick_all):
         assert {"steps_to_target", "final_val_acc", "final_dependency_acc", "wall_time_s",
                 "params"} <= set(row)
     assert all(set(v) == {"rnn", "lstm", "gru", "attention"} for v in doc["by_distance"].values())
+    # per-model lr: from the stated grid, the best on the selection split
+    grid = doc["config"]["lr_grid"]
+    for name in ("rnn", "lstm", "gru", "attention"):
+        lr = doc["models"][name]["lr"]
+        scores = doc["lr_selection"][name]
+        assert lr in grid and set(scores) == {f"{v:g}" for v in grid}
+        best = max((s["selection_dep_acc"] or 0.0) for s in scores.values())
+        assert (scores[f"{lr:g}"]["selection_dep_acc"] or 0.0) == best
 
 
 def test_unknown_study_is_one_line_error(tmp_path):

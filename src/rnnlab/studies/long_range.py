@@ -10,8 +10,10 @@ Measured here: for each task and T, a tanh RNN and an LSTM (adding also a GRU an
 attention model, mean-pooled) of the same width, trained with the same optimiser and step budget
 (what this machine affords per profile: see ``config``); a model "beats the baseline" when its
 final validation loss is below 0.9 × the baseline, and its margin is 1 − loss / baseline. The
-review task (rnnlab.data "classify": the label is fixed by the first 3 tokens, the rest are
-distractors) trains on a mix of lengths and is evaluated per length.
+review task (rnnlab.data "classify": the label is fixed by the first 3 tokens; every later token
+is drawn uniformly from all tokens, the cue tokens of every class included, so it says nothing
+about the label and the model must remember what came first) trains on a mix of lengths and is
+evaluated per length.
 """
 
 from __future__ import annotations
