@@ -22,9 +22,9 @@ GRU), and inside the LSTM's ``backward`` step by step, while the step's data is 
 Gate order is torch's: LSTM (i, f, g, o), GRU (r, z, n).
 
 Speed notes (CPU): every torch op costs a few µs at these sizes, so the per-step work is a few
-in-place ops. torch's CPU tanh is several times slower than its σ, so the LSTM computes its
-tanh gate as tanh(a) = 2σ(2a) − 1 with the g rows of the weights doubled (exact in floating
-point): one σ covers all four gates.
+in-place ops. torch's CPU tanh is several times slower than its σ (about 10× per value), so
+the LSTM computes both its tanh as tanh(v) = 1 − 2σ(−2v): with the g rows of the weights scaled
+by −2 (exact in floating point) one σ covers all four gates, and the step keeps σ(−2c_t).
 
 GRU convention: like torch, h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}, so z is the *keep* gate.
 Many textbooks (Cho et al. 2014 as often quoted, d2l's "update gate" in some editions) write
@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .gemm import add_linear_, is_small, linear, linear_add
+from .gemm import adder, is_small, linear, linear_add
 
 
 def _sum_bias(b_ih, b_hh):
@@ -51,11 +51,6 @@ def _project(x: Tensor, w: Tensor, b) -> Tensor:
     """x (T, B, I) -> x W^T + b (T, B, G): one GEMM over all time steps."""
     T, B, _ = x.shape
     return linear(x.reshape(T * B, x.shape[2]), w, b).view(T, B, w.shape[0])
-
-
-def _tanh_from_sigmoid_(v: Tensor) -> Tensor:
-    """In place: v holds s = σ(2a) on entry, tanh(a) = 2s − 1 on return."""
-    return v.mul_(2).sub_(1)
 
 
 class RNNStep:
@@ -96,12 +91,18 @@ class RNNStep:
             return torch.addcmul(torch.ones_like(HS), HS, HS, value=-1), None  # 1 − h²
         return (HS > 0).to(HS.dtype), None
 
-    def grad_views(self, Q):
-        return ()
+    def finish_step(self, g):
+        pass
 
-    def backward(self, q, qv, a, g, dh, dc, dcarry, c_prev, h, aux, w):
+    def finish(self, A, AUX, gates_done: bool = False):
+        pass
+
+    def backward_views(self, Q, A, P, HP, HS, CP, AUX, DC):
+        """The (T, B, ...) buffers whose per-step views ``backward`` takes after dh, dcarry."""
+        return (Q,)
+
+    def backward(self, dh, dcarry, q):
         q.mul_(dh)  # ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t)
-        return q
 
 
 class LSTMStep:
@@ -110,57 +111,111 @@ class LSTMStep:
     i, f, g, o = σ, σ, tanh, σ of (W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
     c_t = f ⊙ c_{t-1} + i ⊙ g
     h_t = o ⊙ tanh(c_t)
+
+    Both tanh go through σ (tanh(v) = 1 − 2σ(−2v)): the g rows of the weights are scaled by −2
+    (exact), so one σ over the four gate blocks leaves r_g = σ(−2a_g) in the g rows, and the
+    step keeps r_c = σ(−2c_t) in the auxiliary slot; ``finish`` turns both into g and tanh(c_t)
+    for all steps at once after the loop.
+
+    Backward, two forms with the same equations: for a small problem (the local-derivative
+    buffer, T·B·4H values, at most ``SMALL_LOCALS``) ``local_derivatives`` forms everything
+    that does not depend on ∂L/∂h_t, ∂L/∂c_t for all steps in a few vectorized ops and a step
+    is 4 ops + the GEMM (op count is what costs there); for a large one each step forms its
+    own local derivatives while its data is in cache (memory traffic is what costs there).
     """
 
     gate_names = ("i", "f", "g", "o")
     n_chunks = 4
     has_cell = True
     mode = "LSTM"
+    SMALL_LOCALS = 2**21  # T·B·4H values: up to this, local derivatives are formed for all steps
 
     @staticmethod
-    def _double_g(t: Tensor) -> Tensor:
-        """A copy of t (4H, ...) with its g rows doubled (exact): σ(2a_g) gives tanh(a_g)."""
+    def _scale_g(t: Tensor) -> Tensor:
+        """A copy of t (4H, ...) with its g rows times −2 (exact): σ(−2a_g) = (1 − tanh a_g)/2."""
         t = t.clone()
         H = t.shape[0] // 4
-        t[2 * H : 3 * H] *= 2
+        t[2 * H : 3 * H] *= -2
         return t
 
     def project(self, x, w_ih, b_ih, b_hh):
-        # xw_t = W_ih x_t + b_ih + b_hh for all t, g rows doubled: (T, B, I) -> (T, B, 4H)
+        # xw_t = W_ih x_t + b_ih + b_hh for all t, g rows times −2: (T, B, I) -> (T, B, 4H)
         b = _sum_bias(b_ih, b_hh)
-        return _project(x, self._double_g(w_ih), None if b is None else self._double_g(b))
+        return _project(x, self._scale_g(w_ih), None if b is None else self._scale_g(b))
 
     def recurrent_weight(self, w_hh):
-        return self._double_g(w_hh)  # W_hh with doubled g rows
+        """add_rec(y, x): y += x W_hhᵀ, with the g rows of W_hh times −2."""
+        return adder(self._scale_g(w_hh), is_small(w_hh.shape[1]))
 
     def gates(self, A):
         return A.unflatten(-1, (4, -1)).unbind(-2)  # i, f, g, o views (T, B, H)
 
-    def forward(self, a, g, h_prev, c_prev, h, c, tc, w_hh, b_hh, scratch):
-        """Also keeps tanh(c_t) in ``tc`` for the backward."""
-        i, f, gg, o = g
-        add_linear_(a, h_prev, w_hh, is_small(h.shape[1]))  # a = xw_t + W_hh h_{t-1} (g doubled)
-        a.sigmoid_()  # i, f, o = σ(a_i), σ(a_f), σ(a_o);  σ(2 a_g) in the g rows
-        _tanh_from_sigmoid_(gg)  # g = 2σ(2a_g) − 1 = tanh(a_g)
-        torch.mul(i, gg, out=c)
+    def forward(self, a, g, h_prev, c_prev, h, c, rc, add_rec, b_hh, scratch):
+        """Leaves r_g = σ(−2a_g) in the g rows and r_c = σ(−2c_t) in ``rc`` (see ``finish``);
+        add_rec is ``recurrent_weight``'s."""
+        i, f, rg, o = g
+        add_rec(a, h_prev)  # a = xw_t + W_hh h_{t-1} (g rows: ×−2)
+        a.sigmoid_()  # i, f, o = σ(a_i), σ(a_f), σ(a_o);  r_g = σ(−2a_g) in the g rows
+        torch.addcmul(i, i, rg, value=-2, out=c)  # i ⊙ g = i ⊙ (1 − 2r_g)
         c.addcmul_(f, c_prev)  # c_t = f ⊙ c_{t-1} + i ⊙ g
-        torch.tanh(c, out=tc)
-        torch.mul(o, tc, out=h)  # h_t = o ⊙ tanh(c_t)
+        torch.add(c, c, alpha=-3, out=rc)  # −2c_t
+        rc.sigmoid_()  # r_c = σ(−2c_t)
+        torch.addcmul(o, o, rc, value=-2, out=h)  # h_t = o ⊙ (1 − 2r_c) = o ⊙ tanh(c_t)
+
+    def finish_step(self, g):
+        """The g rows of one step: r_g -> g = 1 − 2r_g = tanh(a_g)."""
+        g[2].mul_(-2).add_(1)
+
+    def finish(self, A, AUX, gates_done: bool = False):
+        """After the loop, all steps: g = 1 − 2r_g in the g rows (unless ``finish_step`` did
+        it already), tanh(c_t) = 1 − 2r_c in AUX."""
+        if not gates_done:
+            self.gates(A)[2].mul_(-2).add_(1)
+        AUX.mul_(-2).add_(1)
 
     def local_derivatives(self, A, g, HP, HS, CP, CS, AUX):
-        """Nothing in advance: the LSTM's local derivatives are formed step by step in
-        ``backward``, while the step's data is in cache. Returns the (empty) ∂L/∂a buffer."""
-        return torch.empty_like(A), None
-
-    def grad_views(self, Q):
-        Qv = Q.unflatten(-1, (4, -1))
-        return (*Qv.unbind(-2), Qv[:, :, :3])  # ∂L/∂a_i, _f, _g, _o and the (i, f, g) rows
-
-    def backward(self, q, qv, a, g, dh, dc, dcarry, c_prev, h, tc, w):
-        """dh: total ∂L/∂h_t; dcarry: ∂L/∂c_t arriving from step t+1 (f_{t+1} ⊙ ∂L/∂c_{t+1});
-        writes the total ∂L/∂c_t into dc, f_t ⊙ ∂L/∂c_t into dcarry, ∂L/∂a_t into q."""
+        """Small problem: returns (Q, W) with, for all steps, Q = [g σ'(a_i), c_{t-1} σ'(a_f),
+        i tanh'(a_g), tanh(c_t) σ'(a_o)] (the step multiplies its slot by ∂L/∂c_t, ∂L/∂h_t in
+        place) and W = o tanh'(c_t) (the step turns its slot into ∂L/∂c_t in place).
+        Large problem: (an empty Q, None); ``backward`` forms them step by step."""
+        T, B, G = A.shape
+        if T * B * G > self.SMALL_LOCALS:
+            return torch.empty_like(A), None
         i, f, gg, o = g
-        qi, qf, qg, qo, q3 = qv
+        Q = torch.addcmul(A, A, A, value=-1)  # σ'(a) = s(1 − s) (the g rows are redone below)
+        qi, qf, qg, qo = self.gates(Q)
+        qi.mul_(gg)  # g ⊙ σ'(a_i)
+        qf.mul_(CP)  # c_{t-1} ⊙ σ'(a_f)
+        torch.mul(i, gg, out=qg)
+        torch.addcmul(i, qg, gg, value=-1, out=qg)  # i ⊙ tanh'(a_g) = i − i ⊙ g²
+        qo.mul_(AUX)  # tanh(c_t) ⊙ σ'(a_o)
+        W = torch.addcmul(o, HS, AUX, value=-1)  # o ⊙ tanh'(c_t) = o − h_t ⊙ tanh(c_t)
+        return Q, W
+
+    def backward_views(self, Q, A, P, HP, HS, CP, AUX, DC):
+        """The (T, B, ...) buffers whose per-step views ``backward`` takes after dh, dcarry."""
+        T, B, G = Q.shape
+        H = G // 4
+        Qv = Q.view(T, B, 4, H)
+        f = A.view(T, B, 4, H)[:, :, 1]
+        if P is not None:  # local derivatives in Q, DC: q (i,f,g), q o, ∂L/∂c_t, as (B,1,H), f
+            return Qv[:, :, :3], Qv[:, :, 3], DC, DC.unsqueeze(2), f
+        w = Q.new_empty(B, H).expand(T, B, H)  # one scratch buffer for every step
+        return (Q, Qv[:, :, :3], *Qv.unbind(2), A, *A.view(T, B, 4, H).unbind(2), DC, HP,
+                HS, AUX, w)
+
+    def backward(self, dh, dcarry, *v):
+        """dh: total ∂L/∂h_t; dcarry: ∂L/∂c_t arriving from step t+1 (f_{t+1} ⊙ ∂L/∂c_{t+1});
+        writes the total ∂L/∂c_t into dc, f_t ⊙ ∂L/∂c_t into dcarry, ∂L/∂a_t into q.
+        v: this step's views of ``backward_views``."""
+        if len(v) == 5:  # local derivatives precomputed (``local_derivatives``): 4 ops
+            q3, qo, dc, dcu, f = v
+            torch.addcmul(dcarry, dh, dc, out=dc)  # ∂L/∂c_t = from c_{t+1} + ∂L/∂h_t ⊙ o tanh'(c_t)
+            q3.mul_(dcu)  # ∂L/∂a_{i,f,g} = ∂L/∂c_t ⊙ (g σ', c_{t-1} σ', i tanh')
+            qo.mul_(dh)  # ∂L/∂a_o = ∂L/∂h_t ⊙ tanh(c_t) ⊙ σ'(a_o)
+            torch.mul(dc, f, out=dcarry)  # ∂c_t/∂c_{t-1} = f_t: the cell-state highway
+            return
+        q, q3, qi, qf, qg, qo, a, i, f, gg, o, dc, c_prev, h, tc, w = v
         torch.addcmul(o, h, tc, value=-1, out=w)  # o ⊙ (1 − tanh²(c_t)) = o − h_t ⊙ tanh(c_t)
         torch.addcmul(dcarry, dh, w, out=dc)  # ∂L/∂c_t = from c_{t+1} + ∂L/∂h_t ⊙ o ⊙ tanh'(c_t)
         torch.addcmul(a, a, a, value=-1, out=q)  # σ'(a) = s(1 − s) (the g rows are redone next)
@@ -171,7 +226,6 @@ class LSTMStep:
         q3.mul_(dc.unsqueeze(1))  # ∂L/∂a_{i,f,g} = ∂L/∂c_t ⊙ (g σ', c_{t-1} σ', i tanh')
         qo.mul_(tc).mul_(dh)  # ∂L/∂a_o = ∂L/∂h_t ⊙ tanh(c_t) ⊙ σ'(a_o)
         torch.mul(dc, f, out=dcarry)  # ∂c_t/∂c_{t-1} = f_t: the cell-state highway
-        return q
 
 
 class GRUStep:
@@ -221,12 +275,18 @@ class GRUStep:
         torch.mul(N, r, out=qn)  # (1−z)(1−n²) ⊙ r
         return Q, N
 
-    def grad_views(self, Q):
+    def finish_step(self, g):
+        pass
+
+    def finish(self, A, AUX, gates_done: bool = False):
+        pass
+
+    def backward_views(self, Q, A, P, HP, HS, CP, AUX, DC):
+        """The (T, B, ...) buffers whose per-step views ``backward`` takes after dh, dcarry."""
         return (Q.unflatten(-1, (3, -1)),)
 
-    def backward(self, q, qv, a, g, dh, dc, dcarry, c_prev, h, aux, w):
-        qv[0].mul_(dh.unsqueeze(1))  # ∂L/∂(W_hh h + b_hh) = ∂L/∂h_t ⊙ Q
-        return q
+    def backward(self, dh, dcarry, q3):
+        q3.mul_(dh.unsqueeze(1))  # ∂L/∂(W_hh h + b_hh) = ∂L/∂h_t ⊙ Q
 
 
 def make_step(mode: str, nonlinearity: str = "tanh"):

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .gemm import add_linear_, is_small, linear, t_matmul
+from .gemm import adder, is_small, linear, t_matmul
 
 
 def _cut(views, sizes: tuple[int, ...] | None, B: int) -> list:
@@ -59,6 +59,7 @@ def _padding(sizes, B, like: Tensor) -> Tensor:
 
 
 _SMALL_BUFFER = 2**20  # elements: a (T, B, G·H) gate buffer this small stays in cache
+_STAT_BLOCK = 2**17  # elements: gate statistics after the loop go by blocks of steps this big
 
 
 class Recurrence(torch.autograd.Function):
@@ -112,15 +113,24 @@ class Recurrence(torch.autograd.Function):
 
         h_n = h0.new_empty(B, H)
         c_n = c0.new_empty(B, H) if cell else None
+        fwd, args = step.forward, list(zip(a, gates, hp, cp, hw, cw, aux, strict=True))
+        if not packed and not step_stats:  # every row runs every step: the plain loop
+            for t in order:
+                fwd(*args[t], w_rec, b_hh, None)
+            if T:
+                h_n.copy_(hw[order[-1]])
+                if cell:
+                    c_n.copy_(cw[order[-1]])
         prev_bs = 0
-        for k, t in enumerate(order):
+        for k, t in enumerate(order) if (packed or step_stats) else ():
             bs = sizes[t]
             if k and prev_bs < bs:  # rows that start here (reverse, packed): from h0, c0
                 hp[t][prev_bs:] = h0[prev_bs:bs]
                 if cell:
                     cp[t][prev_bs:] = c0[prev_bs:bs]
-            step.forward(a[t], gates[t], hp[t], cp[t], hw[t], cw[t], aux[t], w_rec, b_hh, None)
+            fwd(*args[t], w_rec, b_hh, None)
             if step_stats:
+                step.finish_step(gates[t])  # the gates' final values (LSTM: g from σ(−2a_g))
                 u, sat = st_u[t], st_s[t]
                 torch.sum(u, (0, 2), out=stats[t, 0])  # Σ v over rows and units, each gate
                 torch.sub(u, centre, out=sat).abs_().gt_(limit)  # |v − centre| > limit: 1 / 0
@@ -132,10 +142,16 @@ class Recurrence(torch.autograd.Function):
                     c_n[next_bs:bs] = cw[t][next_bs:]
             prev_bs = bs
 
+        step.finish(A, AUX, gates_done=step_stats)  # LSTM: g and tanh(c_t), all steps at once
         if tap is not None and not step_stats:
-            u = A.unflatten(-1, (n, H))  # (T, B, n, H)
-            torch.sum(u, (1, 3), out=stats[:, 0])
-            torch.sum((u - centre).abs_().gt_(limit), (1, 3), out=stats[:, 1])
+            torch.sum(A.sum(1).view(T, n, H), 2, out=stats[:, 0])  # Σ v over rows, then units
+            cf, lf = (v.expand(n, H).reshape(n * H) for v in (centre, limit))  # per column
+            tb = max(1, _STAT_BLOCK // (B * n * H))  # steps per block: a small reused scratch
+            sat = A.new_empty(min(tb, T), B, n * H)
+            for t0 in range(0, T, tb):
+                s = sat[: min(tb, T - t0)]
+                torch.sub(A[t0 : t0 + tb], cf, out=s).abs_().gt_(lf)  # |v − centre| > limit
+                torch.sum(s.sum(1).view(-1, n, H), 2, out=stats[t0 : t0 + tb, 1])
         if tap is not None:  # the call's record, which the backward completes
             count = torch.tensor(sizes, dtype=x.dtype, device=x.device).clamp_min(1) * H
             tap = tap.record_forward(step, stats.div_(count.view(T, 1, 1)), sizes)
@@ -174,27 +190,38 @@ class Recurrence(torch.autograd.Function):
         # Q becomes ∂L/∂a (hidden side) in place
         Q, P = step.local_derivatives(A, step.gates(A), HS[rd], HS[wr],
                                       CS[rd] if cell else None, CS[wr] if cell else None, AUX)
-        DC = new(T, B, H) if cell else None  # total ∂L/∂c_t
+        if cell:  # total ∂L/∂c_t (the LSTM may have filled it with a local derivative)
+            DC = P if P is not None else new(T, B, H)
+        else:
+            DC = None
         dcarry = HS.new_zeros(B, H)  # ∂L/∂c_t arriving from step t+1: f_{t+1} ⊙ ∂L/∂c_{t+1}
 
         dhs = DH.unbind(0)
         dhp, dhw = _cut(dhs[rd], cut, B), _cut(dhs[wr], cut, B)
         q = _cut(Q.unbind(0), cut, B)
-        qv = _steps(step.grad_views(Q), cut, B, T)
-        gates = _steps(step.gates(A), cut, B, T)
-        none = [None] * T
-        dc = dcr = a = cp = hw = aux = w = none
-        if cell:
-            cs = CS.unbind(0)
-            cp, hw = _cut(cs[rd], cut, B), _cut(HS.unbind(0)[wr], cut, B)
-            a, aux = _cut(A.unbind(0), cut, B), _cut(AUX.unbind(0), cut, B)
-            dc, dcr = _cut(DC.unbind(0), cut, B), _cut([dcarry] * T, cut, B)
-            w = _cut([HS.new_empty(B, H)] * T, cut, B)
-        dh0 = h0.new_zeros(B, H)
-        dc0 = h0.new_zeros(B, H) if cell else None
-        w_hh_t, small = w_hh.t(), is_small(H)
+        dcr = _cut([dcarry] * T, cut, B)
+        # per step: the views the cell's backward takes after (∂L/∂h_t, dcarry)
+        args = _steps(step.backward_views(Q, A, P, HS[rd], HS[wr], CS[rd] if cell else None,
+                                          AUX, DC), cut, B, T)
+        z = _cut(step.gates(A)[1].unbind(0), cut, B) if gru else None
+        back, add_rec = step.backward, adder(w_hh.t(), is_small(H))  # add_rec(y, x): y += x W_hh
 
-        for k in range(T - 1, -1, -1):
+        if not packed:  # every row runs every step: h_n, c_n are the last processed step's
+            if T:
+                dhw[order[-1]].add_(d_hn)
+                if cell:
+                    dcarry.copy_(d_cn)
+            for t in reversed(order):
+                back(dhw[t], dcarry, *args[t])
+                add_rec(dhp[t], q[t])  # ∂L/∂h_{t-1} += ∂L/∂a_t · W_hh
+                if gru:
+                    dhp[t].addcmul_(dhw[t], z[t])  # the z ⊙ h_{t-1} path
+            dh0 = DH[init].clone()
+            dc0 = dcarry if cell else None
+        else:
+            dh0 = h0.new_zeros(B, H)
+            dc0 = h0.new_zeros(B, H) if cell else None
+        for k in range(T - 1, -1, -1) if packed else ():
             t = order[k]
             bs = sizes[t]
             next_bs = sizes[order[k + 1]] if k + 1 < T else 0
@@ -205,16 +232,15 @@ class Recurrence(torch.autograd.Function):
                     dcr[t][next_bs:] = d_cn[next_bs:bs]
             if prev_bs < bs:  # rows that start at t (reverse, packed): their slot collects dh0
                 dhp[t][prev_bs:] = 0
-            da = step.backward(q[t], qv[t], a[t], gates[t], dhw[t], dc[t], dcr[t], cp[t], hw[t],
-                               aux[t], w[t])
-            add_linear_(dhp[t], da, w_hh_t, small)  # ∂L/∂h_{t-1} += ∂L/∂a_t · W_hh
+            back(dhw[t], dcr[t], *args[t])
+            add_rec(dhp[t], q[t])  # ∂L/∂h_{t-1} += ∂L/∂a_t · W_hh
             if gru:
-                dhp[t].addcmul_(dhw[t], gates[t][1])  # the z ⊙ h_{t-1} path
+                dhp[t].addcmul_(dhw[t], z[t])  # the z ⊙ h_{t-1} path
             if prev_bs < bs:
                 dh0[prev_bs:bs] = dhp[t][prev_bs:]
                 if cell:
                     dc0[prev_bs:bs] = dcr[t][prev_bs:]
-        if T:  # rows that start at the first processed step read the initial-state slot
+        if T and packed:  # rows that start at the first processed step read the initial slot
             bs0 = sizes[order[0]]
             dh0[:bs0] = DH[init, :bs0]
             if cell:

@@ -59,6 +59,14 @@ def linear_add(out: Tensor, y: Tensor, x: Tensor, w: Tensor, small: bool = False
     return torch.addmm(y, x, w.t(), out=out)
 
 
+def adder(w: Tensor, small: bool = False):
+    """f(y, x): y += x Wᵀ in place, for a fixed w (M, K) used at every step of a loop."""
+    if not small and _onednn(w, w):
+        return lambda y, x: y.add_(_LINEAR(x, w, None, "none", [], ""))
+    wt = w.t()
+    return lambda y, x: y.addmm_(x, wt)
+
+
 def t_matmul(a: Tensor, b: Tensor) -> Tensor:
     """aᵀ b for a (N, M), b (N, K) -> (M, K), a sum over the long dimension N (a weight
     gradient Σ_t ∂L/∂a_tᵀ x_t). oneDNN is fastest computing its transpose bᵀ a as a
