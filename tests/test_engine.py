@@ -42,3 +42,14 @@ def test_gemm_helpers(dtype):
         torch.testing.assert_close(gemm.linear_add(out, y, x, w, small), y + x @ w.T, **tol)
     a = torch.randn(6, 3, dtype=dtype)
     torch.testing.assert_close(gemm.t_matmul(a, x), a.T @ x, **tol)
+
+
+def test_double_backward_is_a_clear_error_not_a_silent_zero():
+    m = rnnlab.LSTM(3, 4, backend="engine").double()
+    x = torch.randn(5, 2, 3, dtype=torch.double, requires_grad=True)
+    out, _ = m(x)
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(out.sum(), x, create_graph=True)
+    out, _ = m(x)  # a plain backward still works
+    (g,) = torch.autograd.grad(out.sum(), x)
+    assert g.shape == x.shape

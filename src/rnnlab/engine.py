@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .gemm import adder, is_small, linear, t_matmul
 
@@ -161,8 +160,12 @@ class Recurrence(torch.autograd.Function):
         return out, h_n, (c_n if cell else h_n.new_zeros(0))
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_out, d_hn, d_cn):
+        # autograd runs a backward with grad mode on only for create_graph=True (double backward)
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "rnnlab's BPTT engine computes first derivatives only; for double backward "
+                "(create_graph=True) use backend='fused' or torch.nn outside rnnlab.trace")
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, A, HS, CS, AUX = ctx.saved_tensors
         step, sizes, order, tap, reverse = ctx.step, ctx.sizes, ctx.order, ctx.tap, ctx.reverse
         T, B, _ = x.shape
