@@ -37,7 +37,7 @@ def test_gemm_helpers(dtype):
     torch.testing.assert_close(gemm.linear(x, w, b), x @ w.T + b, **tol)
     y = torch.randn(6, 5, dtype=dtype)
     for small in (False, True):
-        torch.testing.assert_close(gemm.add_linear_(y.clone(), x, w, small), y + x @ w.T, **tol)
+        torch.testing.assert_close(gemm.adder(w, small)(y.clone(), x), y + x @ w.T, **tol)
         out = torch.empty(6, 5, dtype=dtype)
         torch.testing.assert_close(gemm.linear_add(out, y, x, w, small), y + x @ w.T, **tol)
     a = torch.randn(6, 3, dtype=dtype)

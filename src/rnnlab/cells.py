@@ -77,7 +77,7 @@ class RNNStep:
     def gates(self, A):
         return ()
 
-    def forward(self, a, g, h_prev, c_prev, h, c, aux, w_hh, b_hh, scratch):
+    def forward(self, a, g, h_prev, c_prev, h, c, aux, w_hh, b_hh):
         """a: xw_t; h: the h_t slot, which receives a = xw_t + W_hh h_{t-1}, then φ(a)."""
         linear_add(h, a, h_prev, w_hh, is_small(h.shape[1]))  # a = xw_t + W_hh h_{t-1}
         if self.nonlinearity == "tanh":
@@ -150,7 +150,7 @@ class LSTMStep:
     def gates(self, A):
         return A.unflatten(-1, (4, -1)).unbind(-2)  # i, f, g, o views (T, B, H)
 
-    def forward(self, a, g, h_prev, c_prev, h, c, rc, add_rec, b_hh, scratch):
+    def forward(self, a, g, h_prev, c_prev, h, c, rc, add_rec, b_hh):
         """Leaves r_g = σ(−2a_g) in the g rows and r_c = σ(−2c_t) in ``rc`` (see ``finish``);
         add_rec is ``recurrent_weight``'s."""
         i, f, rg, o = g
@@ -252,13 +252,13 @@ class GRUStep:
         H = A.shape[-1] // 3
         return (*A.unflatten(-1, (3, H)).unbind(-2), A[..., : 2 * H])  # r, z, n, [r z]
 
-    def forward(self, a, g, h_prev, c_prev, h, c, hn, w_hh, b_hh, scratch):
+    def forward(self, a, g, h_prev, c_prev, h, c, hn, w_hh, b_hh):
         """On return a = [r, z, n], hn = W_hn h_{t-1} + b_hn (saved for backward)."""
         r, z, n, rz = g
         H = h.shape[1]
-        scratch = linear(h_prev, w_hh, b_hh)  # W_hh h_{t-1} + b_hh
-        rz.add_(scratch[:, : 2 * H]).sigmoid_()  # r, z = σ(xw + W_h h + b_h)
-        hn.copy_(scratch[:, 2 * H :])
+        hw = linear(h_prev, w_hh, b_hh)  # W_hh h_{t-1} + b_hh
+        rz.add_(hw[:, : 2 * H]).sigmoid_()  # r, z = σ(xw + W_h h + b_h)
+        hn.copy_(hw[:, 2 * H :])
         n.addcmul_(r, hn).tanh_()  # n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
         torch.lerp(n, h_prev, z, out=h)  # h_t = n + z ⊙ (h_{t-1} − n) = (1 − z) ⊙ n + z ⊙ h_{t-1}
 

@@ -115,7 +115,7 @@ class Recurrence(torch.autograd.Function):
         fwd, args = step.forward, list(zip(a, gates, hp, cp, hw, cw, aux, strict=True))
         if not packed and not step_stats:  # every row runs every step: the plain loop
             for t in order:
-                fwd(*args[t], w_rec, b_hh, None)
+                fwd(*args[t], w_rec, b_hh)
             if T:
                 h_n.copy_(hw[order[-1]])
                 if cell:
@@ -127,7 +127,7 @@ class Recurrence(torch.autograd.Function):
                 hp[t][prev_bs:] = h0[prev_bs:bs]
                 if cell:
                     cp[t][prev_bs:] = c0[prev_bs:bs]
-            fwd(*args[t], w_rec, b_hh, None)
+            fwd(*args[t], w_rec, b_hh)
             if step_stats:
                 step.finish_step(gates[t])  # the gates' final values (LSTM: g from σ(−2a_g))
                 u, sat = st_u[t], st_s[t]

@@ -45,13 +45,6 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     return x @ w.t() if b is None else torch.addmm(b, x, w.t())
 
 
-def add_linear_(y: Tensor, x: Tensor, w: Tensor, small: bool = False) -> Tensor:
-    """y += x Wᵀ in place; x (N, K), w (M, K), y (N, M)."""
-    if not small and _onednn(x, w):
-        return y.add_(_LINEAR(x, w, None, "none", [], ""))
-    return y.addmm_(x, w.t())
-
-
 def linear_add(out: Tensor, y: Tensor, x: Tensor, w: Tensor, small: bool = False) -> Tensor:
     """out = y + x Wᵀ; x (N, K), w (M, K), y and out (N, M)."""
     if not small and _onednn(x, w):

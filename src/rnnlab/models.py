@@ -20,7 +20,6 @@ import inspect
 import numbers
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -567,12 +566,3 @@ def param_counts(input_size: int, hidden_size: int, num_layers: int = 1,
         n += input_size * hidden_size + hidden_size  # input projection
     counts["attention"] = n
     return counts
-
-
-def cross_entropy(logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Mean token cross-entropy Σ m·ℓ / Σ m over (B, T, V) logits and (B, T) targets."""
-    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-    if mask is None:
-        return loss.mean()
-    m = mask.flatten().to(loss.dtype)
-    return (loss * m).sum() / m.sum().clamp_min(1)

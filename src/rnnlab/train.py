@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import checkpoint
+from .data import masked_mean
 from .errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -130,7 +131,7 @@ def _tally(kind: str, out: Tensor, batch) -> tuple[Tensor, dict]:
                               reduction="none").view_as(y)              # −log p(y_bt)
         m = mask.to(nll.dtype)
         n = m.sum()
-        loss = (nll * m).sum() / n.clamp_min(1)                          # Σ m·ℓ / Σ m
+        loss = masked_mean(nll, mask)                                    # Σ m·ℓ / Σ m
         correct = (logits.argmax(-1) == y) & mask
         t = {"loss_sum": float((nll.detach() * m).sum()), "n": float(n),
              "correct": float(correct.sum())}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from statistics import median
 
 from .. import plots, train
 from ..data import build_task
@@ -35,12 +36,6 @@ NAME = "forget-bias"
 BIASES = (0.0, 1.0)
 TARGET = 0.05  # val MSE (baseline 0.167)
 inf = float("inf")
-
-
-def _median(values):
-    v = sorted(values)
-    n = len(v)
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
 def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) -> dict:
@@ -76,9 +71,9 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
         runs[f"{b:g}"] = {
             "forget_bias": b, "seeds": per_seed,
             "steps_to_target": reached,
-            "median_steps_to_target": _median([inf if v is None else v for v in reached]),
+            "median_steps_to_target": median([inf if v is None else v for v in reached]),
             "reached": sum(v is not None for v in reached),
-            "median_final_val_mse": sig(_median([r["final_val_mse"] if r["final_val_mse"]
+            "median_final_val_mse": sig(median([r["final_val_mse"] if r["final_val_mse"]
                                                  is not None else inf for r in per_seed]), 4)}
 
     r0, r1 = runs["0"], runs["1"]

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from torch import nn
 
-from .. import GRU, LSTM, RNN, plots
-from ..attention import AttentionStack, SelfAttention
+from .. import plots
+from ..attention import SelfAttention
+from ..models import param_counts
 from .common import Claim, StudyOutput, save_figure, table, write_results
 
 NAME = "params"
@@ -39,17 +40,16 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     rows = []
     for I, H in shapes:
         row = {"input_size": I, "hidden_size": H}
-        for name, ours, ref in (("rnn", RNN, nn.RNN), ("lstm", LSTM, nn.LSTM),
-                                ("gru", GRU, nn.GRU)):
-            row[name] = count(ours(I, H))
+        ours = param_counts(I, H, num_heads=1)  # rnnlab's backbones at width H
+        for name, ref in (("rnn", nn.RNN), ("lstm", nn.LSTM), ("gru", nn.GRU)):
+            row[name] = ours[name]
             row[f"{name}_torch"] = count(ref(I, H))
             row[f"{name}_formula"] = closed_form(name, I, H)
         if I == H:
             row["attention_1head"] = count(SelfAttention(H))
             row["attention_1head_torch"] = count(nn.MultiheadAttention(H, 1))
             row["attention_1head_formula"] = 4 * H * H + 4 * H
-            row["transformer_block"] = count(AttentionStack(H, num_layers=1, num_heads=1,
-                                                            positional=None))
+            row["transformer_block"] = ours["attention"]
         rows.append(row)
 
     results = {"counts": rows,
