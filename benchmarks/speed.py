@@ -26,6 +26,13 @@ Ratios are throughputs relative to torch.nn (> 1: faster than torch). GFLOP/s co
 24·H·(I+H)·B·T floating-point operations per LSTM step (forward, backward to the data and to the
 weights: three GEMM passes over 4 gate blocks), 18· for the GRU, 6· for the RNN, and is compared
 with a large (2048²) float32 GEMM timed in the same run ("% peak").
+
+"GEMMs alone" times only the matrix products the traced engine must make for one training step,
+through the same ``rnnlab.gemm`` calls the engine uses: the input projection of all steps, one
+recurrent product per step forward and one backward, ∂L/∂x, ∂L/∂W_ih and ∂L/∂W_hh. No engine built
+from these products can beat it, so torch.nn ms ÷ GEMMs-alone ms ("bound") is the ceiling of the
+traced ratio on this machine; everything between "bound" and "ratio traced" is the pointwise work
+of the steps and per-op overhead.
 """
 
 from __future__ import annotations
@@ -77,6 +84,29 @@ def make_step(module, x, grad, traced: bool):
     return step
 
 
+def gemms_alone(mode: str, I: int, H: int, B: int, T: int, device):
+    """One training step's matrix products, nothing else: see the module docstring."""
+    G = {"LSTM": 4, "GRU": 3, "RNN": 1}[mode] * H
+    w_ih, w_hh = torch.randn(G, I, device=device), torch.randn(G, H, device=device)
+    x2, h2 = torch.randn(T * B, I, device=device), torch.randn(T * B, H, device=device)
+    A, DH = torch.randn(T, B, G, device=device), torch.randn(T + 1, B, H, device=device)
+    a, dh, hs, q = A.unbind(0), DH.unbind(0), h2.view(T, B, H).unbind(0), A.unbind(0)
+    fwd = gemm.adder(w_hh, gemm.is_small(H))  # y += h W_hhᵀ
+    bwd = gemm.adder(w_hh.t(), gemm.is_small(H))  # y += q W_hh
+
+    def step():
+        gemm.linear(x2, w_ih)  # x W_ihᵀ, all steps
+        for t in range(T):
+            fwd(a[t], hs[t])
+        for t in range(T - 1, -1, -1):
+            bwd(dh[t], q[t])
+        D = A.view(T * B, G)
+        gemm.linear(D, w_ih.t())  # ∂L/∂x
+        gemm.t_matmul(D, x2)  # ∂L/∂W_ih
+        gemm.t_matmul(D, h2)  # ∂L/∂W_hh
+    return step
+
+
 def time_variants(steps: dict, device, repeats: int, iters: int,
                   clock=time.perf_counter) -> dict[str, float]:
     """Seconds per step of each variant: best of ``repeats`` interleaved rounds."""
@@ -112,7 +142,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    console = Console(width=150)
+    console = Console(width=170)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     B, T = args.batch, args.steps
 
@@ -122,7 +152,7 @@ def main(argv=None) -> None:
                         f"large GEMM {peak:.0f} GFLOP/s")
     for col in ("config", "torch.nn ms", "rnnlab ms\nuntraced", "rnnlab ms\ntraced",
                 "ratio\nuntraced", "ratio\ntraced", "GFLOP/s torch\n(% peak)",
-                "GFLOP/s traced\n(% peak)"):
+                "GFLOP/s traced\n(% peak)", "GEMMs alone\nms (bound)"):
         table.add_column(col, justify="right")
     for mode in args.modes.split(","):
         for H in map(int, args.sizes.split(",")):
@@ -134,7 +164,8 @@ def main(argv=None) -> None:
             grad = torch.randn(T, B, H, device=device)
             secs = time_variants({"torch": make_step(ref, x, grad, False),
                                   "auto": make_step(ours, x, grad, False),
-                                  "traced": make_step(ours, x, grad, True)},
+                                  "traced": make_step(ours, x, grad, True),
+                                  "gemms": gemms_alone(mode, I, H, B, T, device)},
                                  device, args.repeats, args.iters, clock)
             gflop = FLOPS_PER[mode] * H * (I + H) * B * T / 1e9
             g_t, g_tr = gflop / secs["torch"], gflop / secs["traced"]
@@ -142,7 +173,8 @@ def main(argv=None) -> None:
                           f"{secs['auto'] * 1e3:.1f}", f"{secs['traced'] * 1e3:.1f}",
                           f"{secs['torch'] / secs['auto']:.2f}",
                           f"{secs['torch'] / secs['traced']:.2f}",
-                          f"{g_t:.0f} ({g_t / peak:.0%})", f"{g_tr:.0f} ({g_tr / peak:.0%})")
+                          f"{g_t:.0f} ({g_t / peak:.0%})", f"{g_tr:.0f} ({g_tr / peak:.0%})",
+                          f"{secs['gemms'] * 1e3:.1f} ({secs['torch'] / secs['gemms']:.2f})")
     console.print(table)
 
 

@@ -1,0 +1,59 @@
+"""The benchmark scripts run end to end on tiny shapes (their numbers are not asserted: speed is
+reported by running them, never tested)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnlab import gemm
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_speed_prints_every_column(capsys):
+    _load("speed").main(["--modes", "LSTM,GRU", "--sizes", "8", "--steps", "3", "--batch", "2",
+                         "--repeats", "1"])
+    out = capsys.readouterr().out
+    for text in ("LSTM H=8", "GRU H=8", "ratio", "traced", "GEMMs alone", "large GEMM"):
+        assert text in out
+
+
+@pytest.mark.parametrize("mode,chunks", [("LSTM", 4), ("GRU", 3), ("RNN", 1)])
+def test_gemms_alone_makes_the_engines_products(mode, chunks, monkeypatch):
+    """The floor times exactly the products the engine makes: 1 projection, T + T per-step
+    products, then ∂L/∂x and the two weight gradients, with the engine's shapes."""
+    T, B, I, H = 5, 3, 4, 6
+    calls = []
+    real_linear, real_t, real_adder = gemm.linear, gemm.t_matmul, gemm.adder
+    monkeypatch.setattr(gemm, "linear", lambda x, w, b=None: calls.append(
+        ("linear", tuple(x.shape), tuple(w.shape))) or real_linear(x, w, b))
+    monkeypatch.setattr(gemm, "t_matmul", lambda a, b: calls.append(
+        ("t_matmul", tuple(a.shape), tuple(b.shape))) or real_t(a, b))
+
+    def adder(w, small=False):
+        f = real_adder(w, small)
+        return lambda y, x: calls.append(("step", tuple(x.shape), tuple(w.shape))) or f(y, x)
+    monkeypatch.setattr(gemm, "adder", adder)
+    _load("speed").gemms_alone(mode, I, H, B, T, torch.device("cpu"))()
+    G = chunks * H
+    assert calls[0] == ("linear", (T * B, I), (G, I))
+    assert calls[1 : 1 + T] == [("step", (B, H), (G, H))] * T
+    assert calls[1 + T : 1 + 2 * T] == [("step", (B, G), (H, G))] * T
+    assert calls[1 + 2 * T :] == [("linear", (T * B, G), (I, G)),
+                                  ("t_matmul", (T * B, G), (T * B, I)),
+                                  ("t_matmul", (T * B, G), (T * B, H))]
+
+
+def test_memory_runs(capsys):
+    _load("memory").main(["--sizes", "8", "--steps", "3", "--batch", "2"])
+    assert "LSTM" in capsys.readouterr().out
+
