@@ -283,3 +283,28 @@ def test_trace_on_cuda_matches_cpu(mode):
             layer(x.to(dev))[0].square().sum().backward()
         got[dev] = tr.grad_h.cpu()
     torch.testing.assert_close(got["cuda"], got["cpu"], rtol=1e-9, atol=1e-9)
+
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_every_tensor_follows_the_input_device(mode, packed):
+    """Device-agnostic without a GPU: on the "meta" device any tensor the engine, the trace or
+    the layer made on the CPU by mistake would raise ("Tensor on device cpu is not on the
+    expected device meta"). Traced (engine) and untraced (fused) runs, forward and backward."""
+    layer = getattr(rnnlab, mode)(I, H, num_layers=2, bidirectional=True, device="meta")
+    x = torch.randn(T, B, I, device="meta", requires_grad=True)
+
+    def run():
+        inp = pack_padded_sequence(x, LENGTHS, enforce_sorted=False) if packed else x
+        out, _ = layer(inp)
+        (out.data if packed else out).sum().backward()
+
+    with rnnlab.trace(layer) as tr:
+        run()
+    records = [tr.grad_h] + [v for g in tr.gates.values() for v in g.values()]
+    if mode == "LSTM":
+        records.append(tr.grad_c)
+    assert {r.device.type for r in records} == {"meta"}
+    assert x.grad.device.type == "meta" and layer.weight_hh_l1_reverse.grad.device.type == "meta"
+    run()  # untraced: torch's fused kernels on the same Parameters
