@@ -28,7 +28,7 @@ weights: three GEMM passes over 4 gate blocks), 18· for the GRU, 6· for the RN
 with a large (2048²) float32 GEMM timed in the same run ("% peak").
 
 "GEMMs alone" times only the matrix products the traced engine must make for one training step,
-through the same ``rnnlab.gemm`` calls the engine uses: the input projection of all steps, one
+with the engine's shapes and ``rnnlab.gemm``'s kernel choice: the input projection of all steps, one
 recurrent product per step forward and one backward, ∂L/∂x, ∂L/∂W_ih and ∂L/∂W_hh. No engine built
 from these products can beat it, so torch.nn ms ÷ GEMMs-alone ms ("bound") is the ceiling of the
 traced ratio on this machine; everything between "bound" and "ratio traced" is the pointwise work
@@ -90,7 +90,7 @@ def gemms_alone(mode: str, I: int, H: int, B: int, T: int, device):
     w_ih, w_hh = torch.randn(G, I, device=device), torch.randn(G, H, device=device)
     x2, h2 = torch.randn(T * B, I, device=device), torch.randn(T * B, H, device=device)
     A, DH = torch.randn(T, B, G, device=device), torch.randn(T + 1, B, H, device=device)
-    a, dh, hs, q = A.unbind(0), DH.unbind(0), h2.view(T, B, H).unbind(0), A.unbind(0)
+    a, dh, hs = A.unbind(0), DH.unbind(0), h2.view(T, B, H).unbind(0)  # a: gates, then ∂L/∂a
     fwd = gemm.adder(w_hh, gemm.is_small(H))  # y += h W_hhᵀ
     bwd = gemm.adder(w_hh.t(), gemm.is_small(H))  # y += q W_hh
 
@@ -99,7 +99,7 @@ def gemms_alone(mode: str, I: int, H: int, B: int, T: int, device):
         for t in range(T):
             fwd(a[t], hs[t])
         for t in range(T - 1, -1, -1):
-            bwd(dh[t], q[t])
+            bwd(dh[t], a[t])
         D = A.view(T * B, G)
         gemm.linear(D, w_ih.t())  # ∂L/∂x
         gemm.t_matmul(D, x2)  # ∂L/∂W_ih

@@ -256,7 +256,7 @@ class GRUStep:
         """On return a = [r, z, n], hn = W_hn h_{t-1} + b_hn (saved for backward)."""
         r, z, n, rz = g
         H = h.shape[1]
-        hw = linear(h_prev, w_hh, b_hh)  # W_hh h_{t-1} + b_hh
+        hw = linear(h_prev, w_hh, b_hh, is_small(H))  # W_hh h_{t-1} + b_hh
         rz.add_(hw[:, : 2 * H]).sigmoid_()  # r, z = σ(xw + W_h h + b_h)
         hn.copy_(hw[:, 2 * H :])
         n.addcmul_(r, hn).tanh_()  # n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
