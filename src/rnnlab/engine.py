@@ -1,5 +1,8 @@
 """Runs a cell over time: a forward loop, then an explicit BPTT backward loop.
 
+It computes what ``rnnlab.equations.unroll`` computes (the plain-autograd reference, step by
+step), fast; tests check the two against each other and against torch.nn.
+
 One ``torch.autograd.Function`` per layer and direction. Shapes are time-major inside:
 x (T, B, I), outputs (T, B, H). Variable lengths come as ``batch_sizes`` (a PackedSequence's,
 rows sorted by decreasing length): at step t only the first batch_sizes[t] rows are active.
