@@ -2,14 +2,12 @@
 exact resume (20 + 20 == 40), kill -9 safety, sampling and text scoring."""
 
 import copy
-import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from rnnlab import models, train
-from rnnlab.data import Batch, shakespeare_text
+from rnnlab.data import Batch
 from rnnlab.errors import UserError
 
 
@@ -17,25 +15,6 @@ def tiny_lm(vocab=7, hidden=6, dropout=0.0):
     torch.manual_seed(0)
     return models.build("lm", vocab_size=vocab, backbone="lstm", hidden_size=hidden,
                         num_layers=1, dropout=dropout)
-
-
-def text_file(tmp_path, n=3000, name="small.txt"):
-    p = tmp_path / name
-    p.write_text(shakespeare_text()[:n], encoding="utf-8")
-    return p
-
-
-def tiny_config(path, steps=40, **train_options):
-    opts = dict(steps=steps, batch_size=4, seq_len=12, eval_every=10, eval_batches=2,
-                checkpoint_every=10, seed=3, lr=1e-2)
-    opts.update(train_options)
-    return train.new_config("text", {"path": str(path)},
-                            {"backbone": "lstm", "hidden_size": 10, "num_layers": 1,
-                             "dropout": 0.2}, **opts)
-
-
-def metrics(out):
-    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
 
 
 # ---- schedule, losses and metrics against independent references --------------------------
