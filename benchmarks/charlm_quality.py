@@ -66,16 +66,26 @@ def train_torch(task, args, log) -> nn.Module:
 ARMS = ("rnnlab", "rnnlab-engine", "torch")
 
 
+class _Log:
+    def __init__(self, log):
+        self.log = log
+
+    def on_step(self, trainer, rec, last):
+        self.log(rec["step"], rec["loss"])
+
+
 def train_rnnlab(task, args, log, backend: str = "auto") -> nn.Module:
-    torch.manual_seed(args.seed)
-    model = models.build("lm", vocab_size=task.vocab_size, backbone="lstm",
-                         hidden_size=args.hidden, num_layers=args.layers)
-    model.backbone.backend = backend  # "auto": torch's fused kernel; "engine": rnnlab's BPTT
-    train.fit(model, task, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
-              optimizer="adam", lr=args.lr, clip=args.clip, decay=None, tbptt="random",
-              eval_every=0, eval_batches=1, seed=args.seed,
-              callback=lambda r: log(r["step"], r["loss"]))
-    return model
+    def build():  # called by fit after seeding with args.seed, as the torch arm is built
+        model = models.build("lm", vocab_size=task.vocab_size, backbone="lstm",
+                             hidden_size=args.hidden, num_layers=args.layers)
+        model.backbone.backend = backend  # "auto": torch's fused kernel; "engine": rnnlab's
+        return model
+
+    history = train.fit(build, task, steps=args.steps, batch_size=args.batch_size,
+                        optimizer="adam", lr=args.lr, clip=args.clip, decay="none",
+                        tbptt="random", eval_every=0, eval_batches=1, seed=args.seed,
+                        callbacks=[_Log(log)])
+    return history.model
 
 
 @torch.no_grad()
@@ -159,7 +169,7 @@ def main(argv=None) -> int:
         return report(results, args.tolerance)
     if args.threads:
         torch.set_num_threads(args.threads)
-    task = build_task("shakespeare")
+    task = build_task("shakespeare", seq_len=args.seq_len)
     sides = [args.only] if args.only else list(ARMS)
     results = {w: run_one(w, task, args) for w in sides}
     if args.json:

@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from rnnlab import checkpoint
+from rnnlab import checkpoint, runs
 from rnnlab.errors import UserError
 
 
@@ -68,7 +68,7 @@ def test_pickle_that_would_run_code_is_refused_not_executed(tmp_path, how):
     assert not marker.exists()
     assert "\n" not in str(e.value) and str(path) in str(e.value)
     with pytest.raises(UserError):
-        checkpoint.load_run(path)
+        runs.load_run(path)
     assert not marker.exists()
 
 

@@ -7,11 +7,12 @@ import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import rnnlab
 from rnnlab import models
-from rnnlab.data import masked_mean
+from rnnlab.data import CharTokenizer, masked_mean, shakespeare_text
 from rnnlab.errors import UserError
 
 D64 = torch.float64
@@ -428,3 +429,72 @@ def test_models_run_on_cuda(name, cfg):
         assert tokens.device == dev
     loss.backward()
     assert all(p.grad is None or p.grad.device == dev for p in m.parameters())
+
+
+# ---- a language model samples and scores text itself ----------------------------------------
+
+def _tiny_lm(vocab=7, hidden=6):
+    torch.manual_seed(0)
+    return models.build("lm", vocab_size=vocab, backbone="lstm", hidden_size=hidden,
+                        num_layers=1).eval()
+
+
+def _sample(model, tok, prime, length, temperature=1.0, top_k=None, top_p=None, seed=None):
+    g = None if seed is None else torch.Generator().manual_seed(seed)
+    return tok.decode(model.generate(tok.encode(prime), length, temperature, top_k, top_p, g)[0])
+
+
+def test_greedy_sampling_matches_recomputing_the_whole_prefix():
+    tok = CharTokenizer.from_text("abcdefg")
+    model = _tiny_lm()
+    text = _sample(model, tok, "abc", 12, temperature=0)
+    ids = tok.encode("abc").tolist()
+    with torch.no_grad():
+        for _ in range(12):  # independent: no carried state, the full prefix every step
+            ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
+    assert text == tok.decode(torch.tensor(ids[3:]))
+    assert _sample(model, tok, "abc", 12, top_k=1, seed=0) == text
+    assert _sample(model, tok, "abc", 12, top_p=1e-9, seed=0) == text  # nucleus of one token
+
+
+def test_sampling_is_seeded_and_respects_top_k_and_top_p():
+    tok = CharTokenizer.from_text("abcdefg")
+    model = _tiny_lm()
+    s1 = _sample(model, tok, "a", 40, 1.5, seed=4)
+    assert s1 == _sample(model, tok, "a", 40, 1.5, seed=4) and len(s1) == 40
+    with torch.no_grad():
+        first = model(tok.encode("a").view(1, -1))[0][0, -1]
+    p, order = torch.softmax(first, -1).sort(descending=True)
+    top2 = {tok.decode(order[:2])[i] for i in range(2)}
+    nucleus = float(p[0] + p[1] / 2)  # reached inside the second token: the nucleus is the top 2
+    for seed in range(10):
+        assert _sample(model, tok, "a", 1, 1.0, top_k=2, seed=seed) in top2
+        assert _sample(model, tok, "a", 1, 1.0, top_p=nucleus, seed=seed) in top2
+    rows = model.generate(tok.encode("a").view(1, -1).repeat(3, 1), 5,
+                          generator=torch.Generator().manual_seed(0))
+    assert rows.shape == (3, 5)
+
+
+def test_score_single_stream_equals_one_pass():
+    text = shakespeare_text()[:400]
+    tok = CharTokenizer.from_text(text)
+    model = _tiny_lm(vocab=tok.vocab_size)
+    ids = tok.encode(text)
+    m = model.score(ids, seq_len=64, streams=1)
+    with torch.no_grad():
+        logits = model(ids[:-1].view(1, -1))[0][0]
+    assert m["tokens"] == len(text) - 1
+    assert m["nats"] == pytest.approx(float(F.cross_entropy(logits, ids[1:])), rel=1e-5)
+    # several streams score every character too
+    assert model.score(ids, seq_len=16, streams=4)["tokens"] == len(text) - 1
+
+
+def test_for_task_sizes_the_model_from_the_task():
+    from rnnlab.data import build_task
+
+    task = build_task("adding", length=10)
+    m = models.for_task(task, "gru", hidden_size=8)
+    assert m.config["name"] == "regressor" and m.config["input_size"] == task.input_size
+    assert m.config["hidden_size"] == 8 and m.config["num_layers"] == 1
+    lm = models.for_task(build_task("a13"), "lstm", hidden_size=None)  # None: the default
+    assert lm.config["hidden_size"] == 256 and lm.config["num_layers"] == 2

@@ -1,11 +1,11 @@
 """rnnlab.probes against closed forms and torch.autograd (never against its own earlier output)."""
 
-import importlib.util
 import math
 
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnlab
 from rnnlab import probes
@@ -119,8 +119,8 @@ def _autograd_norms(layer, x):
                                          ("GRU", 2), ("LSTM", 2)])
 def test_jacobian_norms_match_autograd(mode, layers):
     layer = getattr(rnnlab, mode)(3, 4, layers, batch_first=False).double()
-    x = torch.randn(1, 7, 3, dtype=D64)  # probes take (B, T, I) whatever batch_first says
-    got = probes.jacobian_norms(layer, x)
+    x = torch.randn(1, 7, 3, dtype=D64)  # (B, T, I) for the batch-first torch reference
+    got = probes.jacobian_norms(layer, x.transpose(0, 1))  # the layer's own layout, (T, B, I)
     want = _autograd_norms(layer, x)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-14)
 
@@ -135,20 +135,21 @@ def test_reverse_direction_counts_steps_in_processing_order():
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(one, name + "_l0").copy_(getattr(bi, name + "_l0_reverse"))
     x = torch.randn(1, 6, 3, dtype=D64)
-    torch.testing.assert_close(probes.jacobian_norms(bi, x, direction=1),
+    torch.testing.assert_close(probes.jacobian_norms(bi, x.transpose(0, 1), direction=1),
                                _autograd_norms(one, x.flip(1)))
 
 def test_jacobian_norms_relu_and_lstm_h_block_match_autograd():
     rnn = rnnlab.RNN(3, 5, nonlinearity="relu").double()
     x = torch.randn(1, 6, 3, dtype=D64)
-    torch.testing.assert_close(probes.jacobian_norms(rnn, x), _autograd_norms(rnn, x))
+    torch.testing.assert_close(probes.jacobian_norms(rnn, x.transpose(0, 1)),
+                               _autograd_norms(rnn, x))
     # LSTM "h" path: ∂h_{T−1}/∂h_t with c_t held fixed
     lstm = rnnlab.LSTM(3, 4).double()
     T, H = 5, 4
     inp = torch.randn(1, T, 3, dtype=D64)
     ref = nn.LSTM(3, 4, batch_first=True).double()
     ref.load_state_dict(lstm.state_dict())
-    got = probes.jacobian_norms(lstm, inp, path="h")
+    got = probes.jacobian_norms(lstm, inp.transpose(0, 1), path="h")
     for t in range(T - 1):
         h_t, c_t = (s.detach() for s in ref(inp[:, : t + 1])[1])
         J = torch.autograd.functional.jacobian(
@@ -248,23 +249,26 @@ def test_gate_stats_closed_form_and_layout():
     assert st["g"]["edges"][0] == -1 and st["i"]["edges"][0] == 0
 
 
-_HAS_TELEMETRY = importlib.util.find_spec("rnnlab.telemetry") is not None
 
 
-@pytest.mark.skipif(not _HAS_TELEMETRY,
-                    reason="rnnlab.telemetry (the engine helper's rnnlab.trace) is not there yet")
 @pytest.mark.parametrize("mode,kw", [("LSTM", {}), ("GRU", {}), ("RNN", {}),
                                      ("RNN", {"nonlinearity": "relu"})])
-def test_gate_stats_agree_with_telemetry(mode, kw):
-    """Every gate (σ and tanh) and the RNN's h, 2 layers × 2 directions, per step."""
+@pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
+def test_gate_stats_agree_with_telemetry(mode, kw, packed):
+    """Every gate (σ and tanh) and the RNN's h, 2 layers × 2 directions, per step; with packed
+    input of several lengths, both count the sequences active at each step."""
     layer = getattr(rnnlab, mode)(3, 5, num_layers=2, batch_first=True, bidirectional=True,
                                   **kw).double()
     with torch.no_grad():
         for p in layer.parameters():
             p.mul_(4.0)  # large weights: plenty of saturated values to count
     x = torch.randn(4, 9, 3, dtype=D64)
+    if packed:
+        x = pack_padded_sequence(x, torch.tensor([7, 9, 2, 5]), batch_first=True,
+                                 enforce_sorted=False)
     with rnnlab.trace(layer) as tr:
-        layer(x)[0].sum().backward()
+        out = layer(x)[0]
+        (out.data if packed else out).sum().backward()
     ours = probes.gate_stats(layer, x)
     assert set(ours) == set(tr.gates)
     for name, theirs in tr.gates.items():
@@ -275,14 +279,141 @@ def test_gate_stats_agree_with_telemetry(mode, kw):
                                    theirs["saturated"].double(), rtol=0, atol=1e-6)
 
 
+# ---- every probe takes what the module takes ----------------------------------------------------
+def _pair(mode, **kw):
+    """(batch-first layer, time-major layer) with the same weights: 2 layers, 2 directions."""
+    bf = getattr(rnnlab, mode)(3, 4, num_layers=2, bidirectional=True, batch_first=True,
+                               dtype=D64, **kw)
+    tm = getattr(rnnlab, mode)(3, 4, num_layers=2, bidirectional=True, dtype=D64, **kw)
+    tm.load_state_dict(bf.state_dict())
+    return bf, tm
+
+
+def _checklist(m, x, hx=None):
+    """The checklist's numbers (every row but the input-shape line, and the raw probes)."""
+    res = probes.checklist(m, x)
+    p = res["probes"]
+    return {"rows": [(r["check"], r["value"], r["status"]) for r in res["rows"]
+                     if r["check"] != "shapes"],
+            **{k: p[k] for k in ("jacobian_batch", "c_path", "lyapunov", "gates")}}
+
+
+PROBES = {
+    "jacobian_norms": lambda m, x, hx=None: probes.jacobian_norms(m, x, reduce="none", hx=hx),
+    "jacobian_norms_reverse": lambda m, x, hx=None: probes.jacobian_norms(
+        m, x, reduce="none", direction=1, hx=hx),
+    "lyapunov_spectrum": lambda m, x, hx=None: probes.lyapunov_spectrum(
+        m, x, k=3, warmup=1, reduce="none", hx=hx),
+    "gate_stats": lambda m, x, hx=None: probes.gate_stats(m, x, hx=hx),
+    "checklist": _checklist,
+}
+
+
+def _assert_same(a, b):
+    """The same result: equal nested dicts / lists / numbers, tensors to float precision."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for u, v in zip(a, b, strict=True):
+            _assert_same(u, v)
+    elif isinstance(a, torch.Tensor):
+        tol = {"rtol": 1e-10, "atol": 1e-12} if a.dtype == D64 else {}
+        torch.testing.assert_close(a, b, **tol)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("probe", PROBES)
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_every_probe_reads_the_module_layout(mode, probe):
+    """A batch-first and a time-major layer with the same weights, fed the same sequences (and
+    initial state) each in its own layout, give the same answer."""
+    bf, tm = _pair(mode)
+    x = torch.randn(2, 7, 3, dtype=D64)  # (B, T, I)
+    h0 = torch.randn(4, 2, 4, dtype=D64)
+    hx = (h0, torch.randn_like(h0)) if mode == "LSTM" else h0
+    if probe == "checklist":
+        hx = None  # the checklist runs from the state the module starts from
+    got = PROBES[probe](bf, x, hx=hx)
+    _assert_same(got, PROBES[probe](tm, x.transpose(0, 1), hx=hx))
+    if probe.startswith("jacobian"):
+        assert got.shape == (2, 7)
+
+
+@pytest.mark.parametrize("probe", PROBES)
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_unbatched_input_is_a_batch_of_one(mode, probe):
+    """One (T, I) sequence gives what a batch of that one sequence gives (without the batch
+    dimension where the probe keeps one)."""
+    _, tm = _pair(mode)
+    x = torch.randn(7, 3, dtype=D64)
+    h0 = torch.randn(4, 4, dtype=D64)
+    hx1 = (h0, h0.cos()) if mode == "LSTM" else h0
+    hxb = tuple(s.unsqueeze(1) for s in hx1) if mode == "LSTM" else h0.unsqueeze(1)
+    if probe == "checklist":
+        hx1 = hxb = None
+    one = PROBES[probe](tm, x, hx=hx1)
+    batch = PROBES[probe](tm, x.unsqueeze(1), hx=hxb)
+    if probe in ("jacobian_norms", "jacobian_norms_reverse", "lyapunov_spectrum"):
+        batch = batch[0]  # reduce="none": (B, ·) for a batch, (·) for one sequence
+    _assert_same(one, batch)
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_packed_equal_lengths_equals_padded(probe):
+    bf, _ = _pair("LSTM")
+    x = torch.randn(3, 6, 3, dtype=D64)
+    packed = pack_padded_sequence(x, torch.tensor([6, 6, 6]), batch_first=True)
+    _assert_same(PROBES[probe](bf, packed), PROBES[probe](bf, x))
+
+
+def test_packed_sequences_of_several_lengths():
+    """gate_stats: each sequence counts at the steps it has, as if each were run alone (one
+    unbatched run per sequence, combined by hand); the Jacobian probes refuse (no common final
+    step)."""
+    _, tm = _pair("GRU")
+    lengths = [5, 2, 4]
+    seqs = [torch.randn(n, 3, dtype=D64) for n in lengths]
+    padded = torch.nn.utils.rnn.pad_sequence(seqs)  # (T, B, I)
+    packed = pack_padded_sequence(padded, torch.tensor(lengths), enforce_sorted=False)
+    got = probes.gate_stats(tm, packed)
+    alone = [probes.gate_stats(tm, s) for s in seqs]
+    n = torch.tensor(lengths, dtype=D64)
+    for name in got:
+        for stat in ("run_mean", "run_saturated", "run_hist"):  # weighted by length
+            want = sum(a[name][stat].double() * w for a, w in zip(alone, n, strict=True)) / n.sum()
+            torch.testing.assert_close(got[name][stat].double(), want, rtol=1e-6, atol=1e-7)
+        for t in range(max(lengths)):  # the mean of the sequences that have step t
+            active = [a[name]["mean"][:, t] for a, m in zip(alone, lengths, strict=True) if m > t]
+            torch.testing.assert_close(got[name]["mean"][:, t], sum(active) / len(active))
+    for fn in (probes.jacobian_norms, probes.lyapunov_spectrum, probes.checklist):
+        with pytest.raises(ValueError, match="equal-length"):
+            fn(tm, packed)
+
+
+def test_time_major_input_is_read_time_major():
+    """The issue's case: a (T, 1, I) input to a default (time-major) layer is one sequence of
+    T steps, not T sequences of one step."""
+    rnn = _linear_rnn(0.5)
+    tm = rnnlab.RNN(3, 6).double()
+    tm.load_state_dict(rnn.state_dict())
+    x = torch.randn(10, 1, 3, dtype=D64)
+    got = probes.jacobian_norms(tm, x)
+    assert got.shape == (10,)
+    torch.testing.assert_close(got, 0.5 ** (9 - torch.arange(10, dtype=D64)), rtol=1e-12, atol=0)
+
+
 def test_errors():
     with pytest.raises(ValueError, match="no rnnlab"):
         probes.spectral(nn.Linear(2, 2))
     gru = rnnlab.GRU(2, 3)
     with pytest.raises(ValueError, match="LSTM only"):
-        probes.jacobian_norms(gru, torch.randn(1, 4, 2), path="c")
+        probes.jacobian_norms(gru, torch.randn(4, 1, 2), path="c")
     with pytest.raises(ValueError, match="k must"):
-        probes.lyapunov_spectrum(gru, torch.randn(1, 4, 2), k=9)
+        probes.lyapunov_spectrum(gru, torch.randn(4, 1, 2), k=9)
 
 
 
@@ -323,15 +454,13 @@ def test_plot_companions_return_figures(tmp_path):
 
 # ---- rnnlab inspect ----------------------------------------------------------------------------
 def _tiny_run(root):
-    """A 2-step run written by the train helper's own code (rnnlab.train.train_run)."""
-    train = pytest.importorskip("rnnlab.train", reason="rnnlab.train (the train helper's) absent")
-    if not hasattr(train, "train_run") or not hasattr(train, "new_config"):
-        pytest.skip("rnnlab.train has no train_run/new_config yet")
-    cfg = train.new_config("shakespeare", model_options=dict(backbone="rnn", hidden_size=8,
-                                                             num_layers=1),
-                           steps=2, batch_size=2, seq_len=8, eval_every=2, eval_batches=1,
-                           checkpoint_every=2)
-    return train.train_run(root / "run", cfg, progress=False, log=lambda s: None).out
+    """A 2-step run written by rnnlab.runs.train_run."""
+    from rnnlab import runs
+
+    cfg = runs.new_config("shakespeare", {"seq_len": 8},
+                          dict(backbone="rnn", hidden_size=8, num_layers=1),
+                          steps=2, batch_size=2, eval_every=2, eval_batches=1, checkpoint_every=2)
+    return runs.train_run(root / "run", cfg, progress=False).out
 
 
 def _invoke(args):
@@ -352,10 +481,8 @@ def test_inspect_cli_on_a_tiny_run(tmp_path):
     figs = sorted(p.name for p in (run / "figures").iterdir())
     want = ["inspect_gates.png", "inspect_jacobian.png", "inspect_lyapunov.png",
             "inspect_spectrum.png"]
-    if _HAS_TELEMETRY:  # the loss gradient through time, measured by rnnlab.trace
-        assert "loss gradient" in res.output
-        want = sorted(want + ["inspect_grad.png"])
-    assert figs == want
+    assert "loss gradient" in res.output  # the loss gradient through time, from rnnlab.trace
+    assert figs == sorted(want + ["inspect_grad.png"])
     # the σ_max line carries the number torch computes for the checkpoint's W_hh
     w = torch.load(run / "last.pt", weights_only=True)["model"]["backbone.weight_hh_l0"]
     assert f"{float(torch.linalg.svdvals(w.double())[0]):.4g}" in res.output

@@ -1,6 +1,7 @@
 """rnnlab.trace against autograd: a reference built from torch.nn cells run step by step in a
 Python loop (copied weights), every h_t and c_t kept with retain_grad(), so h_t.grad is the total
-gradient reaching h_t (from the loss at t, from h_{t+1}, from the layer above, from h_n)."""
+gradient reaching h_t (from the loss at t, from h_{t+1}, from the layer above, from h_n); the
+gates of each step recomputed with rnnlab.equations (itself tested against torch.nn)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnlab
+from rnnlab import equations
 
 D64 = torch.float64
 T, B, I, H = 7, 4, 3, 5
@@ -18,18 +20,8 @@ LENGTHS = torch.tensor([5, 7, 2, 6])  # unsorted; max = T
 CELL = {"LSTM": nn.LSTMCell, "GRU": nn.GRUCell, "RNN": nn.RNNCell}
 
 
-def _gates(mode, nonlinearity, cell, x, h):
-    """Post-activation gates of one torch.nn cell step, recomputed from its weights."""
-    a = F.linear(x, cell.weight_ih, cell.bias_ih)
-    b = F.linear(h, cell.weight_hh, cell.bias_hh)
-    if mode == "LSTM":
-        i, f, g, o = (a + b).chunk(4, 1)
-        return {"i": i.sigmoid(), "f": f.sigmoid(), "g": g.tanh(), "o": o.sigmoid()}
-    if mode == "GRU":
-        (ar, az, an), (br, bz, bn) = a.chunk(3, 1), b.chunk(3, 1)
-        r = (ar + br).sigmoid()
-        return {"r": r, "z": (az + bz).sigmoid(), "n": (an + r * bn).tanh()}
-    return {}
+def _weights(cell):
+    return cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
 
 
 def reference(layer, x, lengths, h0, c0, weights):
@@ -54,8 +46,9 @@ def reference(layer, x, lengths, h0, c0, weights):
             out = [None] * T
             for t in (range(T - 1, -1, -1) if d else range(T)):
                 m = active[t][:, None]
-                gs[k, t] = {n: v.detach() for n, v in _gates(mode, layer.nonlinearity, cell,
-                                                              inp[t], h).items()}
+                _, _, gates = equations.step(mode, inp[t], h, c, _weights(cell),
+                                             layer.nonlinearity)  # the gates, recomputed
+                gs[k, t] = {n: v.detach() for n, v in gates.items()}
                 if mode == "LSTM":
                     h_new, c_new = cell(inp[t], (h, c))
                     c_new.retain_grad()  # c_t: it feeds h_t (inside the cell) and c_{t+1}

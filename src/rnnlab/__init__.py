@@ -16,8 +16,9 @@ __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "UserError", "trace",
            "__version__"]
 
-_SUBMODULES = {"cells", "engine", "layers", "telemetry", "attention", "models", "data", "train",
-               "checkpoint", "probes", "studies", "report", "cli"}
+_SUBMODULES = {"equations", "cells", "engine", "masks", "layers", "telemetry", "attention",
+               "backbone", "models", "seq2seq", "data", "losses", "train", "seeding", "console",
+               "files", "runs", "checkpoint", "probes", "plots", "studies", "report", "cli"}
 
 
 def __getattr__(name):

@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .masks import lengths_to_mask
+
 POSITIONAL = ("learned", "sinusoidal")
 
 
 # -- masks -------------------------------------------------------------------------------------
 def padding_mask(lengths: Tensor, T: int) -> Tensor:
     """(B,) valid lengths -> (B, T) bool, True at padded positions t ≥ length."""
-    steps = torch.arange(T, device=lengths.device)
-    return steps[None, :] >= lengths[:, None]  # pad[b, t] = t ≥ len_b
+    return ~lengths_to_mask(lengths, T)  # pad[b, t] = t ≥ len_b
 
 
 def _allowed(T: int, S: int, causal: bool, key_padding_mask: Tensor | None, q_dim: int,

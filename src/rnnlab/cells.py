@@ -1,4 +1,9 @@
-"""The equations: each cell's forward step and its hand-derived backward step.
+"""The fast path of the equations: each cell's forward step and its hand-derived backward step.
+
+These steps compute exactly the equations of ``rnnlab.equations`` (the plain-autograd reference,
+written as the course notes write them; read that file for the math) and are tested against it
+and against torch.nn. What is here is tuned code: in place, into preallocated buffers, with the
+algebra rearranged to save operations; every such line says in a comment which formula it is.
 
 Notation (DESIGN.md), batch rows first inside a step: x_t (B, I), h_t (B, H), c_t (B, H).
 A cell's pre-activations are split into the input part, computed for all steps at once by
@@ -40,6 +45,7 @@ from .gemm import adder, is_small, linear, linear_add
 
 
 def _sum_bias(b_ih, b_hh):
+    """b_ih + b_hh (either may be None: bias=False)."""
     if b_ih is None:
         return b_hh
     if b_hh is None:
@@ -89,7 +95,7 @@ class RNNStep:
         """φ'(a_t) for all t: tanh' = 1 − h_t², relu' = [h_t > 0]. Returns (Q, None)."""
         if self.nonlinearity == "tanh":
             return torch.addcmul(torch.ones_like(HS), HS, HS, value=-1), None  # 1 − h²
-        return (HS > 0).to(HS.dtype), None
+        return (HS > 0).to(HS.dtype), None  # relu'(a) = [a > 0] = [h_t > 0]
 
     def finish_step(self, g):
         pass
@@ -135,7 +141,7 @@ class LSTMStep:
         """A copy of t (4H, ...) with its g rows times −2 (exact): σ(−2a_g) = (1 − tanh a_g)/2."""
         t = t.clone()
         H = t.shape[0] // 4
-        t[2 * H : 3 * H] *= -2
+        t[2 * H : 3 * H] *= -2  # g rows: −2·W_g (−2·b_g), so their pre-activation is −2a_g
         return t
 
     def project(self, x, w_ih, b_ih, b_hh):
@@ -153,25 +159,25 @@ class LSTMStep:
     def forward(self, a, g, h_prev, c_prev, h, c, rc, add_rec, b_hh):
         """Leaves r_g = σ(−2a_g) in the g rows and r_c = σ(−2c_t) in ``rc`` (see ``finish``);
         add_rec is ``recurrent_weight``'s."""
-        i, f, rg, o = g
+        i, f, rg, o = g  # views of a's four gate blocks (rg: the g rows)
         add_rec(a, h_prev)  # a = xw_t + W_hh h_{t-1} (g rows: ×−2)
         a.sigmoid_()  # i, f, o = σ(a_i), σ(a_f), σ(a_o);  r_g = σ(−2a_g) in the g rows
-        torch.addcmul(i, i, rg, value=-2, out=c)  # i ⊙ g = i ⊙ (1 − 2r_g)
+        torch.addcmul(i, i, rg, value=-2, out=c)  # c = i − 2 i⊙r_g = i ⊙ tanh(a_g) = i ⊙ g
         c.addcmul_(f, c_prev)  # c_t = f ⊙ c_{t-1} + i ⊙ g
-        torch.add(c, c, alpha=-3, out=rc)  # −2c_t
+        torch.add(c, c, alpha=-3, out=rc)  # rc = c_t − 3c_t = −2c_t
         rc.sigmoid_()  # r_c = σ(−2c_t)
-        torch.addcmul(o, o, rc, value=-2, out=h)  # h_t = o ⊙ (1 − 2r_c) = o ⊙ tanh(c_t)
+        torch.addcmul(o, o, rc, value=-2, out=h)  # h_t = o − 2 o⊙r_c = o ⊙ tanh(c_t)
 
     def finish_step(self, g):
         """The g rows of one step: r_g -> g = 1 − 2r_g = tanh(a_g)."""
-        g[2].mul_(-2).add_(1)
+        g[2].mul_(-2).add_(1)  # g = 1 − 2σ(−2a_g) = tanh(a_g)
 
     def finish(self, A, AUX, gates_done: bool = False):
         """After the loop, all steps: g = 1 − 2r_g in the g rows (unless ``finish_step`` did
         it already), tanh(c_t) = 1 − 2r_c in AUX."""
         if not gates_done:
-            self.gates(A)[2].mul_(-2).add_(1)
-        AUX.mul_(-2).add_(1)
+            self.gates(A)[2].mul_(-2).add_(1)  # g = 1 − 2r_g = tanh(a_g), every step
+        AUX.mul_(-2).add_(1)  # tanh(c_t) = 1 − 2σ(−2c_t), every step
 
     def local_derivatives(self, A, g, HP, HS, CP, CS, AUX):
         """Small problem: returns (Q, W) with, for all steps, Q = [g σ'(a_i), c_{t-1} σ'(a_f),
@@ -180,13 +186,13 @@ class LSTMStep:
         Large problem: (an empty Q, None); ``backward`` forms them step by step."""
         T, B, G = A.shape
         if T * B * G > self.SMALL_LOCALS:
-            return torch.empty_like(A), None
-        i, f, gg, o = g
+            return torch.empty_like(A), None  # ∂L/∂a's buffer; ``backward`` fills it
+        i, f, gg, o = g  # the gates of every step (T, B, H)
         Q = torch.addcmul(A, A, A, value=-1)  # σ'(a) = s(1 − s) (the g rows are redone below)
         qi, qf, qg, qo = self.gates(Q)
         qi.mul_(gg)  # g ⊙ σ'(a_i)
         qf.mul_(CP)  # c_{t-1} ⊙ σ'(a_f)
-        torch.mul(i, gg, out=qg)
+        torch.mul(i, gg, out=qg)  # i ⊙ g, then:
         torch.addcmul(i, qg, gg, value=-1, out=qg)  # i ⊙ tanh'(a_g) = i − i ⊙ g²
         qo.mul_(AUX)  # tanh(c_t) ⊙ σ'(a_o)
         W = torch.addcmul(o, HS, AUX, value=-1)  # o ⊙ tanh'(c_t) = o − h_t ⊙ tanh(c_t)
@@ -196,8 +202,8 @@ class LSTMStep:
         """The (T, B, ...) buffers whose per-step views ``backward`` takes after dh, dcarry."""
         T, B, G = Q.shape
         H = G // 4
-        Qv = Q.view(T, B, 4, H)
-        f = A.view(T, B, 4, H)[:, :, 1]
+        Qv = Q.view(T, B, 4, H)  # Q by gate: [..., k, :] is gate k's block
+        f = A.view(T, B, 4, H)[:, :, 1]  # f_t of every step
         if P is not None:  # local derivatives in Q, DC: q (i,f,g), q o, ∂L/∂c_t, as (B,1,H), f
             return Qv[:, :, :3], Qv[:, :, 3], DC, DC.unsqueeze(2), f
         w = Q.new_empty(B, H).expand(T, B, H)  # one scratch buffer for every step
@@ -219,7 +225,7 @@ class LSTMStep:
         torch.addcmul(o, h, tc, value=-1, out=w)  # o ⊙ (1 − tanh²(c_t)) = o − h_t ⊙ tanh(c_t)
         torch.addcmul(dcarry, dh, w, out=dc)  # ∂L/∂c_t = from c_{t+1} + ∂L/∂h_t ⊙ o ⊙ tanh'(c_t)
         torch.addcmul(a, a, a, value=-1, out=q)  # σ'(a) = s(1 − s) (the g rows are redone next)
-        torch.mul(i, gg, out=qg)
+        torch.mul(i, gg, out=qg)  # i ⊙ g, then:
         torch.addcmul(i, qg, gg, value=-1, out=qg)  # i ⊙ tanh'(a_g) = i − i ⊙ g²
         qi.mul_(gg)  # g ⊙ σ'(a_i)
         qf.mul_(c_prev)  # c_{t-1} ⊙ σ'(a_f)
@@ -258,7 +264,7 @@ class GRUStep:
         H = h.shape[1]
         hw = linear(h_prev, w_hh, b_hh, is_small(H))  # W_hh h_{t-1} + b_hh
         rz.add_(hw[:, : 2 * H]).sigmoid_()  # r, z = σ(xw + W_h h + b_h)
-        hn.copy_(hw[:, 2 * H :])
+        hn.copy_(hw[:, 2 * H :])  # hn = W_hn h_{t-1} + b_hn
         n.addcmul_(r, hn).tanh_()  # n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
         torch.lerp(n, h_prev, z, out=h)  # h_t = n + z ⊙ (h_{t-1} − n) = (1 − z) ⊙ n + z ⊙ h_{t-1}
 

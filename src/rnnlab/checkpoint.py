@@ -14,7 +14,7 @@ the run's configuration::
   back, so a file holding a pickle that would run code is refused, not executed. Corrupt,
   truncated and foreign files (a ``.pt`` that is not an rnnlab checkpoint) are ``UserError``s.
 - Tensors are loaded onto the CPU (``map_location``) so a run trained on a GPU samples anywhere.
-- ``load_run`` turns a run directory (or one ``.pt`` in it) back into a model, task and tokenizer.
+- ``find`` picks a run directory's checkpoint (``rnnlab.runs.load_run`` rebuilds the run).
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from . import files
 from .errors import UserError
 
 FORMAT = "rnnlab.checkpoint"
@@ -41,35 +39,9 @@ BEST = "best.pt"   # the checkpoint with the best validation loss so far
 
 def save(path: str | os.PathLike, payload: dict) -> Path:
     """Write ``payload`` to ``path`` atomically (temp file in the same dir, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with files.atomic(path) as f:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+    return Path(path)
 
 
 def load(path: str | os.PathLike) -> dict:
@@ -122,55 +94,3 @@ def find(path: str | os.PathLike) -> Path:
     if not found:
         raise UserError(f"no checkpoint (*.pt) in {path}")
     return found[-1]
-
-
-@dataclass
-class Run:
-    """A trained run back from disk: the model (eval mode), its task, config and vocabulary."""
-
-    model: torch.nn.Module
-    task: Any            # rnnlab.data Task, or None when it cannot be rebuilt (e.g. text moved)
-    config: dict
-    tokenizer: Any       # rnnlab.data.CharTokenizer or None
-    step: int
-    path: Path           # the checkpoint file
-    payload: dict        # everything the checkpoint holds (optimizer, rng, ...)
-    task_error: str | None = None  # why ``task`` is None
-
-
-def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
-    """Load a run directory or checkpoint file: rebuild the model and task, move to ``device``."""
-    from . import models
-    from .data import CharTokenizer, build_task
-
-    file = find(path)
-    payload = load(file)
-    config = payload["config"]
-    model_cfg = dict(config.get("model") or {})
-    name = model_cfg.pop("name", None)
-    if name is None:
-        raise UserError(f"{file}: the checkpoint's config names no model")
-    try:
-        model = models.build(name, **model_cfg)
-        model.load_state_dict(payload["model"])
-    except UserError:
-        raise
-    except (TypeError, ValueError, RuntimeError, KeyError) as e:
-        raise UserError(f"{file}: the checkpoint does not match its model "
-                        f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
-    model.to(device).eval()
-
-    tok = payload.get("tokenizer")
-    tokenizer = CharTokenizer.from_dict(tok) if tok else None
-    task, task_error = None, None
-    task_cfg = dict(config.get("task") or {})
-    task_name = task_cfg.pop("name", None)
-    if task_name is not None:
-        try:
-            task = build_task(task_name, **task_cfg)
-        except UserError as e:
-            task_error = str(e)
-    if tokenizer is None and task is not None:
-        tokenizer = getattr(task, "tokenizer", None)
-    return Run(model=model, task=task, config=config, tokenizer=tokenizer,
-               step=int(payload["step"]), path=file, payload=payload, task_error=task_error)

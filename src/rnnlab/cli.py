@@ -47,56 +47,70 @@ def main(debug: bool) -> None:
     LSTMs, GRUs and attention."""
 
 
-# ---- train / sample / evaluate (rnnlab.train) ----------------------------------------------
+# ---- train / sample / evaluate (rnnlab.train, rnnlab.runs) --------------------------------
 
-_TASKS = ("shakespeare", "text", "a13", "adding", "copy", "reverse", "classify")
 _TEXT_TASKS = ("shakespeare", "text")
+_LENGTH_OPTION = {"shakespeare": "seq_len", "text": "seq_len", "adding": "length",
+                  "classify": "length"}  # the task option --seq-len sets
 # options that define a run: fixed once it exists, so --resume refuses to change them
 _RUN_OPTIONS = ("task", "text", "model", "hidden_size", "num_layers", "batch_size", "seq_len",
                 "optimizer", "lr", "clip", "dropout", "weight_decay", "forget_bias", "init",
                 "warmup", "decay", "tbptt", "eval_every", "checkpoint_every", "seed", "out")
 
 
+def _lazy(module: str, attr: str):
+    """A registry of the library (tuple of names), read when the command line is built."""
+    import importlib
+    return getattr(importlib.import_module(f"rnnlab.{module}"), attr)
+
+
+_TC = _lazy("train", "TrainConfig")()  # every training default, from the one source
+
+
 @main.command("train")
-@click.option("--task", type=click.Choice(_TASKS), default="shakespeare", show_default=True,
-              help="What to learn (text: your own file, see --text).")
+@click.option("--task", type=click.Choice(_lazy("data", "task_names")()), default="shakespeare",
+              show_default=True, help="What to learn (text: your own file, see --text).")
 @click.option("--text", "text_path", type=click.Path(dir_okay=False, path_type=str),
               help="A UTF-8 text file to learn (implies --task text).")
-@click.option("--model", type=click.Choice(("rnn", "lstm", "gru", "attention")), default="lstm",
+@click.option("--model", type=click.Choice(_lazy("backbone", "BACKBONES")), default="lstm",
               show_default=True, help="Backbone.")
-@click.option("--hidden-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--num-layers", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--hidden-size", type=click.IntRange(min=1), default=None,
+              help="Backbone width (default: the model's; 256 for language models).")
+@click.option("--num-layers", type=click.IntRange(min=1), default=None,
+              help="Stacked layers (default: the model's; 2 for language models).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=_TC.batch_size,
+              show_default=True)
 @click.option("--seq-len", type=click.IntRange(min=1), default=None,
-              help="Truncated-BPTT window (default: 128 for text, the task's own otherwise).")
-@click.option("--optimizer", type=click.Choice(("adam", "adamw", "sgd")), default="adam",
-              show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3,
-              show_default=True, help="Learning rate.")
-@click.option("--clip", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Text: the truncated-BPTT window (default 128); adding, classify: the "
+                   "sequence length.")
+@click.option("--optimizer", type=click.Choice(_lazy("train", "OPTIMIZERS")),
+              default=_TC.optimizer, show_default=True)
+@click.option("--lr", type=float, default=_TC.lr, show_default=True, help="Learning rate.")
+@click.option("--clip", type=float, default=_TC.clip, show_default=True,
               help="Clip the gradient's global norm to this (0 = off).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
-              show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--dropout", type=float, default=0.0, show_default=True)
+@click.option("--weight-decay", type=float, default=_TC.weight_decay, show_default=True)
 @click.option("--forget-bias", type=float, default=None,
               help="LSTM forget-gate bias (e.g. 1.0; default: torch's init).")
-@click.option("--init", type=click.Choice(("default", "orthogonal")), default="default",
-              show_default=True, help="Recurrent weight init.")
-@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--init", type=click.Choice(_lazy("backbone", "RECURRENT_INITS")),
+              default="default", show_default=True, help="Recurrent weight init.")
+@click.option("--warmup", type=click.IntRange(min=0), default=_TC.warmup, show_default=True,
               help="Linear learning-rate warmup steps.")
-@click.option("--decay", type=click.Choice(("none", "cosine")), default="none",
+@click.option("--decay", type=click.Choice(_lazy("train", "DECAYS")), default=_TC.decay,
               show_default=True,
               help="Learning-rate decay after warmup (cosine: to 10% at --steps).")
-@click.option("--tbptt", type=click.Choice(("random", "stateful")), default="random",
+@click.option("--tbptt", type=click.Choice(_lazy("train", "TBPTT")), default=_TC.tbptt,
               show_default=True,
               help="Text: random windows, or contiguous chunks carrying the state across.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Total optimisation steps (default 600; with --resume: the run's own).")
-@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS", help="Stop (with a checkpoint) after this much training time.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+              help=f"Total optimisation steps (default {_TC.steps}; with --resume: the run's).")
+@click.option("--time-budget", type=float, default=None, metavar="SECONDS",
+              help="Stop (with a checkpoint) after this much training time.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=_TC.eval_every,
+              show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=_TC.checkpoint_every,
+              show_default=True)
+@click.option("--seed", type=int, default=_TC.seed, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Run directory (default: runs/<task>-<model>-<date>-<time>).")
@@ -109,10 +123,13 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
               tbptt, steps, time_budget, eval_every, checkpoint_every, seed, device, out,
               resume, quiet):
     """Train a model (default: a 2-layer char LSTM on Shakespeare) with checkpoints."""
+    import math
     from pathlib import Path
 
-    from . import train
+    from . import runs
 
+    if time_budget is not None and not (math.isfinite(time_budget) and time_budget > 0):
+        raise UserError(f"--time-budget must be a positive number of seconds, got {time_budget}")
     if resume is not None:
         given = [p for p in _RUN_OPTIONS if ctx.get_parameter_source(p if p != "text" else
                  "text_path") == click.core.ParameterSource.COMMANDLINE]
@@ -120,7 +137,7 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
             flags = ", ".join("--" + p.replace("_", "-") for p in given)
             raise UserError(f"{flags} cannot be changed when resuming (the run keeps its own "
                             "settings); only --steps, --time-budget and --device may be given")
-        train.resolve_device(device)
+        runs.resolve_device(device)
         out_dir = Path(resume)
         cfg = None
     else:
@@ -131,32 +148,30 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
             raise UserError("--task text needs --text PATH")
         if text_path is not None and task != "text":
             raise UserError(f"--text goes with --task text, not --task {task}")
-        train.resolve_device(device)
-        if seq_len is None and task in _TEXT_TASKS:
-            seq_len = 128
+        runs.resolve_device(device)
         task_options = {"path": str(Path(text_path).resolve())} if task == "text" else {}
-        if seq_len is not None and task not in _TEXT_TASKS:
-            if task not in ("adding", "classify"):
+        if seq_len is not None:
+            if task not in _LENGTH_OPTION:
                 raise UserError(f"--seq-len does not apply to --task {task} (its sequences "
                                 "have their own structure)")
-            task_options["length"], seq_len = seq_len, None  # the sequence length itself
-        model_options = {"hidden_size": hidden_size, "num_layers": num_layers,
-                         "dropout": dropout, "forget_bias": forget_bias,
-                         "recurrent_init": init, "backbone": model}
+            task_options[_LENGTH_OPTION[task]] = seq_len
         if forget_bias is not None and model != "lstm":
             raise UserError(f"--forget-bias applies to --model lstm, not {model}")
-        cfg = train.new_config(task, task_options, model_options, steps=steps or 600,
-                               batch_size=batch_size, seq_len=seq_len, optimizer=optimizer,
-                               lr=lr, weight_decay=weight_decay, clip=clip, warmup=warmup,
-                               decay=decay, tbptt=tbptt, eval_every=eval_every,
-                               checkpoint_every=checkpoint_every, seed=seed)
-        out_dir = Path(out) if out else train.default_run_dir(cfg)
+        model_options = {"backbone": model, "hidden_size": hidden_size,
+                         "num_layers": num_layers, "dropout": dropout,
+                         "forget_bias": forget_bias, "recurrent_init": init}
+        cfg = runs.new_config(task, task_options, model_options, steps=steps or _TC.steps,
+                              batch_size=batch_size, optimizer=optimizer, lr=lr,
+                              weight_decay=weight_decay, clip=clip, warmup=warmup, decay=decay,
+                              tbptt=tbptt, eval_every=eval_every,
+                              checkpoint_every=checkpoint_every, seed=seed)
+        out_dir = Path(out) if out else runs.new_run_dir(f"{task}-{model}")
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--out {out_dir} exists and is not a folder")
     try:
-        result = train.train_run(out_dir, cfg, resume=resume is not None, steps=steps,
-                                 time_budget=time_budget, device=device, progress=not quiet)
-    except train.RunDiverged as e:
+        result = runs.train_run(out_dir, cfg, resume=resume is not None, steps=steps,
+                                time_budget=time_budget, device=device, progress=not quiet)
+    except runs.RunDiverged as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     f = result.final
@@ -175,30 +190,37 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
     elif (cfg or {}).get("task", {}).get("name") in _TEXT_TASKS:
         click.echo(f"sample with: rnnlab sample {result.out}", err=True)
     if result.stopped == "interrupted":
-        sys.exit(130)
+        sys.exit(128 + (result.signal or 2))  # 130 for Ctrl-C, 143 for SIGTERM
 
 
 def _load_for_cli(run: str, device: str):
-    from . import checkpoint, train
-    return checkpoint.load_run(run, device=train.resolve_device(device))
+    from . import runs
+    return runs.load_run(run, device=runs.resolve_device(device))
 
 
 @main.command("sample")
 @click.argument("run", metavar="RUN_DIR|CKPT", type=click.Path(path_type=str))
 @click.option("--prime", default="", help="Text to start from (default: a new line).")
-@click.option("--length", type=click.IntRange(min=0), default=500, show_default=True,
-              help="Characters to generate.")
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
+@click.option("--length", type=click.IntRange(min=0, max=10**7), default=500, show_default=True,
+              help="Tokens to generate.")
+@click.option("--temperature", type=float, default=0.8, show_default=True,
               help="Softmax temperature (0 = greedy).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
-              help="Sample only among the K most likely characters.")
-@click.option("--seed", type=int, default=0, show_default=True)
+              help="Sample only among the K most likely tokens.")
+@click.option("--top-p", type=float, default=None,
+              help="Sample only among the most likely tokens whose probability reaches P.")
+@click.option("--num-samples", type=click.IntRange(min=1, max=10**4), default=1,
+              show_default=True, help="Independent samples, each after the prime.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=None,
+              help="Seed for a repeatable sample (default: a fresh one each time).")
+@click.option("--verbose", is_flag=True, help="Print the seed used (to redraw a sample).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:i].")
-def sample_cmd(run, prime, length, temperature, top_k, seed, device):
-    """Generate text from a trained text run, after --prime."""
-    import torch
+def sample_cmd(run, prime, length, temperature, top_k, top_p, num_samples, seed, verbose,
+               device):
+    """Generate text from a trained text run, after --prime, streamed as it is produced."""
+    import secrets
 
-    from . import train
+    import torch
 
     r = _load_for_cli(run, device)
     task_name = r.config.get("task", {}).get("name")
@@ -206,9 +228,19 @@ def sample_cmd(run, prime, length, temperature, top_k, seed, device):
             or task_name not in _TEXT_TASKS:
         raise UserError(f"{run} is a '{task_name}' run: sampling needs a text run "
                         "(--task shakespeare or --task text)")
+    seed = secrets.randbits(63) if seed is None else seed
+    if verbose:
+        click.echo(f"seed: {seed}", err=True)
     gen = torch.Generator().manual_seed(seed)
-    text = train.sample(r.model, r.tokenizer, prime, length, temperature, top_k, gen)
-    click.echo(prime + text)
+    ids = r.tokenizer.encode(prime or "\n")
+    for k in range(num_samples):
+        if num_samples > 1:
+            click.echo(f"--- sample {k + 1} ---")
+        click.echo(prime, nl=False)
+        for nxt in r.model.stream(ids, length, temperature, top_k, top_p, gen):
+            sys.stdout.write(r.tokenizer.decode(nxt.cpu()))
+            sys.stdout.flush()
+        click.echo()
 
 
 @main.command("evaluate")
@@ -216,21 +248,17 @@ def sample_cmd(run, prime, length, temperature, top_k, seed, device):
 @click.option("--text", "text_path", type=click.Path(dir_okay=False, path_type=str),
               help="Score this UTF-8 text file (a text run only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-@click.option("--batches", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--batches", type=click.IntRange(min=1, max=10**5), default=20, show_default=True,
               help="Validation batches (without --text).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:i].")
 def evaluate_cmd(run, text_path, as_json, batches, device):
     """Score a run: on --text, nats/bits per char and perplexity; else its validation set."""
-    import json
     import math
 
-    import torch
-
-    from . import train
+    from . import files, runs
     from .data import load_text
 
     r = _load_for_cli(run, device)
-    tc = r.config.get("train", {})
     if text_path is not None:
         if r.tokenizer is None or r.config.get("model", {}).get("name") != "lm":
             raise UserError(f"{run} is not a text run: --text needs a character language model")
@@ -240,22 +268,22 @@ def evaluate_cmd(run, text_path, as_json, batches, device):
             shown = ", ".join(repr(c) for c in sorted(unseen)[:10])
             click.echo(f"note: skipped {sum(unseen.values())} occurrence(s) of "
                        f"{len(unseen)} character(s) the model never saw: {shown}", err=True)
-        m = train.evaluate_text(r.model, r.tokenizer, text, seq_len=tc.get("seq_len") or 256)
+        seq_len = r.config.get("task", {}).get("seq_len") or 256
+        s = r.model.score(r.tokenizer.encode(text, unknown="skip"), seq_len=seq_len)
+        nats = s["nats"]
+        m = {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
+             "perplexity": math.exp(min(nats, 700.0)), "tokens": s["tokens"]}
         if as_json:
-            click.echo(json.dumps(m))
+            click.echo(files.dumps(m))
         else:
             click.echo(f"nats/char   {m['nats_per_char']:.4f}\n"
                        f"bits/char   {m['bits_per_char']:.4f}\n"
                        f"perplexity  {m['perplexity']:.3f}\n"
                        f"characters  {m['tokens']}")
         return
-    if r.task is None:
-        raise UserError(f"cannot rebuild the run's task: {r.task_error}")
-    m = train.evaluate(r.model, r.task, "val", batches, int(tc.get("batch_size", 32)),
-                       tc.get("seq_len"), torch.Generator().manual_seed(int(tc.get("seed", 0)) + 1))
+    m = runs.evaluate_run(r, batches)
     if as_json:
-        click.echo(json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-                               for k, v in m.items()}, default=str))
+        click.echo(files.dumps(m))
         return
     click.echo(f"{r.task.name} ({r.task.kind}), step {r.step}, {batches} validation batches")
     for k, v in m.items():
@@ -265,7 +293,7 @@ def evaluate_cmd(run, text_path, as_json, batches, device):
             click.echo(f"{k:<22}{v:.4f}")
 
 
-# ---- inspect (rnnlab.probes) ---------------------------------------------------------------
+# ---- inspect (rnnlab.runs, rnnlab.probes) -------------------------------------------------
 
 @main.command("inspect")
 @click.argument("path", type=click.Path(path_type=str))
@@ -285,10 +313,10 @@ def inspect_cmd(path: str, text: str | None, seq_len: int, batch_size: int, seed
     from rich.console import Console
     from rich.table import Table
 
-    from . import probes
+    from . import runs
 
     with Console(stderr=True).status("probing the run ..."):
-        res = probes.inspect_run(path, text=text, seq_len=seq_len, batch_size=batch_size,
+        res = runs.inspect_run(path, text=text, seq_len=seq_len, batch_size=batch_size,
                                  seed=seed, figures=not no_figures)
     table = Table(title=f"rnnlab inspect {res['checkpoint']} (step {res['step']})",
                   caption=f"input: {res['input']}")
@@ -324,12 +352,12 @@ def study_cmd(name: str, profile: str | None, seed: int, out: str | None) -> Non
     from rich.console import Console
     from rich.table import Table
 
-    from . import report, studies
+    from . import report, runs, studies
 
     profile = profile or "default"
     if name != "all" and name not in studies.names():
         raise UserError(f"unknown study '{name}'; one of: all, {', '.join(studies.names())}")
-    out_dir = Path(out) if out else Path("runs") / f"study-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = Path(out) if out else runs.new_run_dir(f"study-{name}")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} exists and is not a folder")
     t0 = time.perf_counter()
@@ -337,7 +365,7 @@ def study_cmd(name: str, profile: str | None, seed: int, out: str | None) -> Non
         results = studies.run_all(profile=profile, seed=seed, out=out_dir)
     else:
         results = {name: studies.run(name, profile=profile, seed=seed, out=out_dir)}
-    path = report.write_report(out_dir)
+    path = report.write_report(out_dir, order=studies.names())
     table = Table(title=f"rnnlab study {name} ({profile}, seed {seed})")
     for col in ("study", "claim", "expected", "measured", "verdict"):
         table.add_column(col, overflow="fold")

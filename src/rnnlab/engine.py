@@ -1,5 +1,8 @@
 """Runs a cell over time: a forward loop, then an explicit BPTT backward loop.
 
+It computes what ``rnnlab.equations.unroll`` computes (the plain-autograd reference, step by
+step), fast; tests check the two against each other and against torch.nn.
+
 One ``torch.autograd.Function`` per layer and direction. Shapes are time-major inside:
 x (T, B, I), outputs (T, B, H). Variable lengths come as ``batch_sizes`` (a PackedSequence's,
 rows sorted by decreasing length): at step t only the first batch_sizes[t] rows are active.
@@ -35,6 +38,7 @@ import torch
 from torch import Tensor
 
 from .gemm import adder, is_small, linear, t_matmul
+from .masks import lengths_to_mask
 
 
 def _cut(views, sizes: tuple[int, ...] | None, B: int) -> list:
@@ -49,12 +53,6 @@ def _steps(bufs, sizes, B, T) -> list[tuple]:
     if not bufs:
         return [()] * T
     return list(zip(*(_cut(b.unbind(0), sizes, B) for b in bufs), strict=True))
-
-
-def _padding(sizes, B, like: Tensor) -> Tensor:
-    """(T, B, 1) bool: True on the padding rows (beyond each step's batch size)."""
-    lengths = torch.tensor(sizes, device=like.device).unsqueeze(1)
-    return (torch.arange(B, device=like.device) >= lengths).unsqueeze(2)
 
 
 _SMALL_BUFFER = 2**20  # elements: a (T, B, G·H) gate buffer this small stays in cache
@@ -259,7 +257,8 @@ class Recurrence(torch.autograd.Function):
         else:
             D_in = Q
         if packed:  # padding rows carry no gradient (whatever the buffers held there)
-            pad = _padding(sizes, B, Q)
+            active = lengths_to_mask(torch.tensor(sizes, device=Q.device), B)  # (T, B): b < B_t
+            pad = ~active.unsqueeze(2)  # (T, B, 1): the padding rows
             D_hid.masked_fill_(pad, 0)
             if D_in is not D_hid:
                 D_in.masked_fill_(pad, 0)

@@ -1,103 +1,48 @@
 """Task models over a swappable backbone: LanguageModel, Classifier, Regressor, Seq2Seq.
 
 Every model takes its backbone by name — "rnn", "lstm", "gru" (rnnlab.RNN/LSTM/GRU, written from
-the equations) or "attention" (a pre-norm Transformer stack, ``rnnlab.attention.AttentionStack``)
-— and plain sizes, keeps them in ``.config`` (JSON-able, with "name"), so that
-``build(**model.config)`` rebuilds the same architecture, exposes ``.backbone`` and
+the equations) or "attention" (a pre-norm Transformer stack) — with the backbone's options
+(``rnnlab.backbone.BackboneConfig``: hidden_size, num_layers, dropout, forget_bias, ...) as
+keywords, keeps everything in ``.config`` (JSON-able, with "name"), so that
+``build(**model.config)`` rebuilds the same architecture, and exposes ``.backbone`` and
 ``num_parameters()``.
 
     build("lm", vocab_size=65, backbone="lstm", hidden_size=256)
     build("classifier", num_classes=2, vocab_size=10, backbone="gru", bidirectional=True)
     build("regressor", input_size=2, backbone="lstm", hidden_size=64)
     build("seq2seq", src_vocab=11, tgt_vocab=11, backbone="gru", attention="additive")
+    for_task(task, backbone="gru", hidden_size=64)     # the model that fits a task's kind
 
-Mistakes in names or sizes raise ``rnnlab.errors.UserError`` listing the valid choices.
+A language model samples and scores text itself (``generate``, ``stream``, ``score``), as
+nanoGPT's GPT does. Mistakes in names or sizes raise ``UserError`` listing the valid choices.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
+from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from . import layers
-from .attention import (
-    POSITIONAL,
-    AdditiveAttention,
-    AttentionStack,
-    DotAttention,
-    TransformerBlock,
-    padding_mask,
+from .attention import AttentionStack, TransformerBlock, padding_mask
+from .backbone import (
+    BACKBONES,
+    RECURRENT,
+    BackboneConfig,
+    backbone_config,
+    choice,
+    positive_int,
 )
 from .errors import UserError
+from .seq2seq import Seq2Seq
 
-RECURRENT = ("rnn", "lstm", "gru")
-BACKBONES = (*RECURRENT, "attention")
-SEQ2SEQ_ATTENTION = (None, "additive", "dot")
-_LAYERS = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}
-
-
-# -- validation (every mistake a user can make -> UserError) -----------------------------------
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise UserError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _choice(name: str, value, choices) -> None:
-    if value not in choices:
-        shown = ", ".join(repr(c) if c is None else str(c) for c in choices)
-        raise UserError(f"unknown {name} {value!r}; choose from {shown}")
-
-
-def _check_backbone_options(backbone, hidden_size, num_layers, dropout, num_heads, max_len,
-                            forget_bias, recurrent_init, spectral_radius, nonlinearity,
-                            positional, allowed=BACKBONES) -> None:
-    _choice("backbone", backbone, allowed)
-    _positive_int("hidden_size", hidden_size)
-    _positive_int("num_layers", num_layers)
-    if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Real)
-            or not 0 <= dropout < 1):
-        raise UserError(f"dropout must be a number in [0, 1), got {dropout!r}")
-    _choice("recurrent_init", recurrent_init, ("default", "orthogonal"))
-    _choice("nonlinearity", nonlinearity, ("tanh", "relu"))
-    if spectral_radius is not None and (isinstance(spectral_radius, bool) or not isinstance(
-            spectral_radius, numbers.Real) or not spectral_radius > 0):
-        raise UserError(f"spectral_radius must be a positive number, got {spectral_radius!r}")
-    if forget_bias is not None and (isinstance(forget_bias, bool)
-                                    or not isinstance(forget_bias, numbers.Real)):
-        raise UserError(f"forget_bias must be a number, got {forget_bias!r}")
-    if forget_bias is not None and backbone != "lstm":
-        raise UserError(f"forget_bias applies to the lstm backbone only, not {backbone}")
-    if nonlinearity != "tanh" and backbone != "rnn":
-        raise UserError(f"nonlinearity applies to the rnn backbone only, not {backbone}")
-    if backbone == "attention":
-        _positive_int("num_heads", num_heads)
-        _positive_int("max_len", max_len)
-        if hidden_size % num_heads:
-            raise UserError(f"hidden_size ({hidden_size}) must be divisible by num_heads "
-                            f"({num_heads}) for the attention backbone")
-        _choice("positional", positional, POSITIONAL)
-        if recurrent_init != "default" or spectral_radius is not None:
-            raise UserError("recurrent_init and spectral_radius apply to recurrent backbones "
-                            "(rnn, lstm, gru), not attention")
-
-
-def _recurrent(backbone: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
-               bidirectional: bool, forget_bias, recurrent_init, spectral_radius,
-               nonlinearity) -> layers.RNNBase:
-    """An rnnlab.RNN/LSTM/GRU, batch-first, with rnnlab's init options."""
-    kw = {"recurrent_init": recurrent_init, "spectral_radius": spectral_radius}
-    if backbone == "lstm":
-        kw["forget_bias"] = forget_bias
-    if backbone == "rnn":
-        kw["nonlinearity"] = nonlinearity
-    return _LAYERS[backbone](input_size, hidden_size, num_layers, batch_first=True,
-                             dropout=dropout if num_layers > 1 else 0.0,
-                             bidirectional=bidirectional, **kw)
+__all__ = ["BACKBONES", "RECURRENT", "BackboneConfig", "LanguageModel", "Classifier",
+           "Regressor", "Seq2Seq", "MODELS", "build", "for_task", "param_counts"]
 
 
 def _plain(v):
@@ -115,11 +60,12 @@ class _Model(nn.Module):
     """Shared bits: the config, the parameter count."""
 
     name = ""
+    DEFAULTS = {"hidden_size": 128, "num_layers": 1}  # this model's backbone defaults
 
-    def _set_config(self, frame_locals: dict) -> None:
-        params = inspect.signature(type(self).__init__).parameters
-        cfg = {k: _plain(frame_locals[k]) for k in params if k != "self"}
-        self.config = {"name": self.name, **cfg}
+    def _set_config(self, own: dict, bb: BackboneConfig) -> None:
+        self.backbone_config = bb
+        self.config = {"name": self.name, **{k: _plain(v) for k, v in own.items()},
+                       **{k: _plain(v) for k, v in bb.to_dict().items()}}
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of parameters (tied tensors counted once)."""
@@ -138,38 +84,31 @@ class LanguageModel(_Model):
     """
 
     name = "lm"
+    DEFAULTS = {"hidden_size": 256, "num_layers": 2}
 
-    def __init__(self, vocab_size: int, backbone: str = "lstm", hidden_size: int = 256,
-                 num_layers: int = 2, embed_size: int | None = None, dropout: float = 0.0,
-                 tie_weights: bool = False, num_heads: int = 4, max_len: int = 1024,
-                 forget_bias: float | None = None, recurrent_init: str = "default",
-                 spectral_radius: float | None = None, nonlinearity: str = "tanh",
-                 positional: str = "learned"):
+    def __init__(self, vocab_size: int, backbone: str | BackboneConfig = "lstm", *,
+                 embed_size: int | None = None, tie_weights: bool = False, **options):
         super().__init__()
-        _positive_int("vocab_size", vocab_size)
-        _check_backbone_options(backbone, hidden_size, num_layers, dropout, num_heads, max_len,
-                                forget_bias, recurrent_init, spectral_radius, nonlinearity,
-                                positional)
-        embed_size = hidden_size if embed_size is None else _positive_int("embed_size", embed_size)
-        if tie_weights and embed_size != hidden_size:
+        positive_int("vocab_size", vocab_size)
+        bb = backbone_config(backbone, self.DEFAULTS, options, self.name)
+        H = bb.hidden_size
+        embed_size = H if embed_size is None else positive_int("embed_size", embed_size)
+        if tie_weights and embed_size != H:
             raise UserError(f"tie_weights needs embed_size == hidden_size, got embed_size="
-                            f"{embed_size} and hidden_size={hidden_size}")
-        self._set_config(locals())
+                            f"{embed_size} and hidden_size={H}")
+        self._set_config({"vocab_size": vocab_size, "embed_size": embed_size,
+                          "tie_weights": tie_weights}, bb)
         self.embedding = nn.Embedding(vocab_size, embed_size)  # e_t = E[x_t], E ~ N(0, 1)
         if tie_weights:  # E is also the output layer: small, like nn.Linear's, not N(0, 1)
             nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        self.drop = nn.Dropout(dropout)
-        if backbone == "attention":
-            self.in_proj = (nn.Linear(embed_size, hidden_size) if embed_size != hidden_size
-                            else None)
-            self.backbone = AttentionStack(hidden_size, num_layers, num_heads, dropout,
-                                           causal=True, positional=positional, max_len=max_len)
-        else:
+        self.drop = nn.Dropout(bb.dropout)
+        if bb.is_recurrent:
             self.in_proj = None
-            self.backbone = _recurrent(backbone, embed_size, hidden_size, num_layers, dropout,
-                                       False, forget_bias, recurrent_init, spectral_radius,
-                                       nonlinearity)
-        self.decoder = nn.Linear(hidden_size, vocab_size)  # logits_t = W h_t + b
+            self.backbone = bb.recurrent(embed_size)
+        else:
+            self.in_proj = nn.Linear(embed_size, H) if embed_size != H else None
+            self.backbone = bb.attention(causal=True)
+        self.decoder = nn.Linear(H, vocab_size)  # logits_t = W h_t + b
         if tie_weights:
             self.decoder.weight = self.embedding.weight  # W = E (one shared tensor)
 
@@ -186,6 +125,101 @@ class LanguageModel(_Model):
             h, state = self.backbone(e, state)  # h_t = f(h_{t-1}, e_t)
         return self.decoder(self.drop(h)), state
 
+    # -- sampling ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def stream(self, ids: Tensor, length: int, temperature: float = 1.0,
+               top_k: int | None = None, top_p: float | None = None,
+               generator: torch.Generator | None = None) -> Iterator[Tensor]:
+        """Yield ``length`` next tokens, one (B,) tensor at a time, after the prime ``ids``
+        (B, T) (or (T,)): x_{t+1} ~ softmax(logits_t / temperature), restricted to the ``top_k``
+        largest logits and to the smallest set of tokens whose probability reaches ``top_p``
+        (nucleus); temperature 0 takes the argmax. A recurrent model carries its state from
+        step to step (O(1) per token); an attention model re-reads its last ``max_len`` tokens.
+        """
+        if not temperature >= 0 or math.isinf(temperature):
+            raise UserError(f"temperature must be a finite number ≥ 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise UserError(f"top-k must be ≥ 1, got {top_k}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise UserError(f"top-p must be in (0, 1], got {top_p}")
+        self.eval()
+        device = next(self.parameters()).device
+        ids = ids.to(device).long()
+        ids = ids.view(1, -1) if ids.dim() == 1 else ids
+        if ids.shape[1] == 0:
+            raise UserError("the prime is empty: give at least one token")
+        recurrent = not isinstance(self.backbone, AttentionStack)
+        max_len = self.config.get("max_len") or 1024
+        context = ids[:, -max_len:]
+        logits, state = self(context)
+        for _ in range(length):
+            nxt = _pick(logits[:, -1].float(), temperature, top_k, top_p, generator)  # (B,)
+            yield nxt
+            step = nxt.view(-1, 1).to(device)
+            if recurrent:
+                logits, state = self(step, state)
+            else:
+                context = torch.cat([context, step], 1)[:, -max_len:]
+                logits, _ = self(context)
+
+    def generate(self, ids: Tensor, length: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None,
+                 generator: torch.Generator | None = None) -> Tensor:
+        """The ``length`` tokens after the prime ``ids`` (B, T): a (B, length) tensor."""
+        ids = ids.view(1, -1) if ids.dim() == 1 else ids
+        out = list(self.stream(ids, length, temperature, top_k, top_p, generator))
+        return torch.stack(out, 1) if out else ids.new_zeros(ids.shape[0], 0)
+
+    # -- scoring ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, ids: Tensor, seq_len: int = 256, streams: int = 16) -> dict:
+        """Mean negative log-likelihood of every token of ``ids`` (T,) after the first:
+        nats = −(1/N) Σ_t log p(x_t | x_<t). The sequence is cut into ``streams`` contiguous
+        segments read in parallel (each one token longer on the left so no target is
+        skipped); a recurrent model carries its state from one chunk of ``seq_len`` to the
+        next, an attention model sees each chunk on its own. Returns {"nats", "tokens"}."""
+        ids = ids.reshape(-1).long()
+        N = ids.numel() - 1  # predicted tokens
+        if N < 1:
+            raise UserError("the text is too short to score (it needs at least 2 tokens)")
+        self.eval()
+        device = next(self.parameters()).device
+        max_len = self.config.get("max_len")
+        if isinstance(self.backbone, AttentionStack) and max_len:
+            seq_len = min(seq_len, int(max_len))
+        S = max(1, min(streams, N // max(seq_len, 1)))
+        bounds = [round(i * N / S) for i in range(S + 1)]  # targets 1..N in S segments
+        L = max(bounds[i + 1] - bounds[i] for i in range(S))
+        x = torch.zeros(S, L, dtype=torch.long)
+        y = torch.zeros(S, L, dtype=torch.long)
+        m = torch.zeros(S, L, dtype=torch.bool)
+        for i in range(S):
+            a, b = bounds[i], bounds[i + 1]  # inputs ids[a:b], targets ids[a+1:b+1]
+            x[i, : b - a], y[i, : b - a], m[i, : b - a] = ids[a:b], ids[a + 1 : b + 1], True
+        total, state = 0.0, None
+        for t0 in range(0, L, seq_len):
+            xb = x[:, t0 : t0 + seq_len].to(device)
+            logits, state = self(xb, state) if state is not None else self(xb)
+            nll = F.cross_entropy(logits.flatten(0, 1).float(),
+                                  y[:, t0 : t0 + seq_len].flatten().to(device), reduction="none")
+            total += float((nll * m[:, t0 : t0 + seq_len].flatten().to(device)).sum())
+        return {"nats": total / N, "tokens": N}
+
+
+def _pick(logits: Tensor, temperature: float, top_k, top_p, generator) -> Tensor:
+    """One token per row of logits (B, V)."""
+    if temperature == 0:
+        return logits.argmax(-1)  # greedy
+    z = logits.cpu() / temperature  # logits / T
+    if top_k is not None and top_k < z.shape[-1]:
+        kth = torch.topk(z, top_k, -1).values[:, -1:]
+        z = z.masked_fill(z < kth, float("-inf"))  # keep the k largest
+    if top_p is not None and top_p < 1:
+        p, order = torch.softmax(z, -1).sort(-1, descending=True)
+        drop = p.cumsum(-1) - p >= top_p  # tokens after the nucleus's mass reached top_p
+        z = z.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return torch.multinomial(torch.softmax(z, -1), 1, generator=generator).view(-1)
+
 
 # -- many-to-one: classifier and regressor ----------------------------------------------------
 class _Encoder(_Model):
@@ -198,40 +232,33 @@ class _Encoder(_Model):
     pooling="mean": the mean of the outputs over valid steps (padding excluded).
     """
 
-    def _build_encoder(self, vocab_size, input_size, backbone, hidden_size, num_layers,
-                       bidirectional, pooling, embed_size, dropout, num_heads, max_len,
-                       forget_bias, recurrent_init, spectral_radius, nonlinearity, positional):
+    def _build_encoder(self, vocab_size, input_size, bb: BackboneConfig, bidirectional,
+                       pooling, embed_size) -> int:
         if (vocab_size is None) == (input_size is None):
             raise UserError("give exactly one of vocab_size (token ids) or input_size "
                             "(float features)")
-        _check_backbone_options(backbone, hidden_size, num_layers, dropout, num_heads, max_len,
-                                forget_bias, recurrent_init, spectral_radius, nonlinearity,
-                                positional)
-        _choice("pooling", pooling, (None, "last", "mean"))
-        if bidirectional and backbone == "attention":
+        choice("pooling", pooling, (None, "last", "mean"))
+        if bidirectional and not bb.is_recurrent:
             raise UserError("bidirectional applies to recurrent backbones (rnn, lstm, gru); the "
                             "attention backbone already sees the whole sequence")
+        H = bb.hidden_size
         if vocab_size is not None:
-            _positive_int("vocab_size", vocab_size)
-            in_size = hidden_size if embed_size is None else _positive_int("embed_size",
-                                                                             embed_size)
+            positive_int("vocab_size", vocab_size)
+            in_size = H if embed_size is None else positive_int("embed_size", embed_size)
             self.embedding = nn.Embedding(vocab_size, in_size)
         else:
-            in_size = _positive_int("input_size", input_size)
+            in_size = positive_int("input_size", input_size)
             self.embedding = None
-        self.drop = nn.Dropout(dropout)
-        self.pooling = pooling or ("mean" if backbone == "attention" else "last")
+        self.drop = nn.Dropout(bb.dropout)
+        self.pooling = pooling or ("last" if bb.is_recurrent else "mean")
         self.config["pooling"] = self.pooling
-        if backbone == "attention":
-            self.in_proj = nn.Linear(in_size, hidden_size) if in_size != hidden_size else None
-            self.backbone = AttentionStack(hidden_size, num_layers, num_heads, dropout,
-                                           causal=False, positional=positional, max_len=max_len)
-        else:
+        if bb.is_recurrent:
             self.in_proj = None
-            self.backbone = _recurrent(backbone, in_size, hidden_size, num_layers, dropout,
-                                       bidirectional, forget_bias, recurrent_init,
-                                       spectral_radius, nonlinearity)
-        return hidden_size * (2 if bidirectional else 1)
+            self.backbone = bb.recurrent(in_size, bidirectional)
+        else:
+            self.in_proj = nn.Linear(in_size, H) if in_size != H else None
+            self.backbone = bb.attention(causal=False)
+        return H * (2 if bidirectional else 1)
 
     def encode(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """x (B, T) long or (B, T, F) float, lengths (B,) -> (B, D·H)."""
@@ -282,19 +309,17 @@ class Classifier(_Encoder):
     name = "classifier"
 
     def __init__(self, num_classes: int, vocab_size: int | None = None,
-                 input_size: int | None = None, backbone: str = "lstm", hidden_size: int = 128,
-                 num_layers: int = 1, bidirectional: bool = False, pooling: str | None = None,
-                 embed_size: int | None = None, dropout: float = 0.0, num_heads: int = 4,
-                 max_len: int = 1024, forget_bias: float | None = None,
-                 recurrent_init: str = "default", spectral_radius: float | None = None,
-                 nonlinearity: str = "tanh", positional: str = "learned"):
+                 input_size: int | None = None, backbone: str | BackboneConfig = "lstm", *,
+                 bidirectional: bool = False, pooling: str | None = None,
+                 embed_size: int | None = None, **options):
         super().__init__()
-        _positive_int("num_classes", num_classes)
-        self._set_config(locals())
-        width = self._build_encoder(vocab_size, input_size, backbone, hidden_size, num_layers,
-                                    bidirectional, pooling, embed_size, dropout, num_heads,
-                                    max_len, forget_bias, recurrent_init, spectral_radius,
-                                    nonlinearity, positional)
+        positive_int("num_classes", num_classes)
+        bb = backbone_config(backbone, self.DEFAULTS, options, self.name)
+        self._set_config({"num_classes": num_classes, "vocab_size": vocab_size,
+                          "input_size": input_size, "bidirectional": bidirectional,
+                          "pooling": pooling, "embed_size": embed_size}, bb)
+        width = self._build_encoder(vocab_size, input_size, bb, bidirectional, pooling,
+                                    embed_size)
         self.head = nn.Linear(width, num_classes)  # logits = W z + b
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -306,218 +331,30 @@ class Regressor(_Encoder):
 
     name = "regressor"
 
-    def __init__(self, input_size: int, backbone: str = "lstm", hidden_size: int = 128,
-                 num_layers: int = 1, bidirectional: bool = False, pooling: str | None = None,
-                 dropout: float = 0.0, num_heads: int = 4, max_len: int = 1024,
-                 forget_bias: float | None = None, recurrent_init: str = "default",
-                 spectral_radius: float | None = None, nonlinearity: str = "tanh",
-                 positional: str = "learned"):
+    def __init__(self, input_size: int, backbone: str | BackboneConfig = "lstm", *,
+                 bidirectional: bool = False, pooling: str | None = None, **options):
         super().__init__()
-        self._set_config(locals())
-        width = self._build_encoder(None, input_size, backbone, hidden_size, num_layers,
-                                    bidirectional, pooling, None, dropout, num_heads, max_len,
-                                    forget_bias, recurrent_init, spectral_radius, nonlinearity,
-                                    positional)
+        bb = backbone_config(backbone, self.DEFAULTS, options, self.name)
+        self._set_config({"input_size": input_size, "bidirectional": bidirectional,
+                          "pooling": pooling}, bb)
+        width = self._build_encoder(None, input_size, bb, bidirectional, pooling, None)
         self.head = nn.Linear(width, 1)  # ŷ = w·z + b
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         return self.head(self.drop(self.encode(x, lengths))).squeeze(-1)
 
 
-# -- sequence to sequence ------------------------------------------------------------------------
-class Seq2Seq(_Model):
-    """Encoder-decoder over tokens, with or without attention.
-
-    Encoder: an rnnlab RNN/LSTM/GRU (``backbone``), uni- or bidirectional, run over the packed
-    source, so its final states are those at each row's last valid token (and, backward, at s = 1).
-    Bridge: the decoder (same cell type, same num_layers, unidirectional) starts from the encoder's
-    final state; for a bidirectional encoder each layer's [h→; h←] is mapped to H by
-    s_0 = tanh(W_b [h→; h←] + b_b) (LSTM cell state: c_0 = W_c [c→; c←] + b_c, no tanh).
-
-    Without attention the decoder sees only that final state (the fixed-context bottleneck):
-    s_t = Cell(E y_{t-1}, s_{t-1}),  logits_t = W_y s_t.
-    With attention (Luong et al., 2015, global attention with input feeding):
-    s_t = Cell([E y_{t-1}; c_{t-1}], s_{t-1})       (c_0 = 0: the previous step's context is fed)
-    (c_t, α_t) = Attn(query = s_t (top layer), keys = encoder outputs, padded source masked)
-    h̃_t = tanh(W_o [s_t; c_t] + b_o),  logits_t = W_y h̃_t.
-    "additive": e_s = vᵀ tanh(W_q s_t + W_k k_s); "dot": e_s = s_tᵀ k_s / √H, or the general
-    form s_tᵀ W k_s / √H when the key width differs from H (bidirectional encoder).
-    """
-
-    name = "seq2seq"
-
-    def __init__(self, src_vocab: int, tgt_vocab: int, backbone: str = "lstm",
-                 hidden_size: int = 128, num_layers: int = 1, attention: str | None = None,
-                 bidirectional_encoder: bool = False, embed_size: int | None = None,
-                 dropout: float = 0.0, forget_bias: float | None = None,
-                 recurrent_init: str = "default", spectral_radius: float | None = None,
-                 nonlinearity: str = "tanh"):
-        super().__init__()
-        _positive_int("src_vocab", src_vocab)
-        _positive_int("tgt_vocab", tgt_vocab)
-        _check_backbone_options(backbone, hidden_size, num_layers, dropout, 1, 1, forget_bias,
-                                recurrent_init, spectral_radius, nonlinearity, None,
-                                allowed=RECURRENT)
-        _choice("attention", attention, SEQ2SEQ_ATTENTION)
-        E = hidden_size if embed_size is None else _positive_int("embed_size", embed_size)
-        self._set_config(locals())
-        H, L = hidden_size, num_layers
-        D = 2 if bidirectional_encoder else 1
-        self.hidden_size, self.num_layers, self.num_directions = H, L, D
-        rec = (forget_bias, recurrent_init, spectral_radius, nonlinearity)
-        self.src_embedding = nn.Embedding(src_vocab, E)
-        self.tgt_embedding = nn.Embedding(tgt_vocab, E)
-        self.drop = nn.Dropout(dropout)
-        self.encoder = _recurrent(backbone, E, H, L, dropout, bidirectional_encoder, *rec)
-        self.lstm = backbone == "lstm"
-        if bidirectional_encoder:
-            self.bridge_h = nn.Linear(2 * H, H)  # s_0 = tanh(W_b [h→; h←] + b_b)
-            self.bridge_c = nn.Linear(2 * H, H) if self.lstm else None  # c_0 = W_c [c→; c←] + b
-        else:
-            self.bridge_h = self.bridge_c = None
-        self.attention_kind = attention
-        K = D * H  # key / context width
-        self.decoder = _recurrent(backbone, E + (K if attention else 0), H, L, dropout, False,
-                                  *rec)
-        if attention == "additive":
-            self.attn = AdditiveAttention(H, K, H)
-        elif attention == "dot":
-            self.attn = DotAttention(H, K, general=K != H, scaled=True)
-        else:
-            self.attn = None
-        self.combine = nn.Linear(H + K, H) if attention else None  # h̃ = tanh(W_o [s; c] + b_o)
-        self.out = nn.Linear(H, tgt_vocab)  # logits = W_y h̃ + b_y
-
-    @property
-    def backbone(self) -> layers.RNNBase:
-        """The encoder (an rnnlab RNN/LSTM/GRU)."""
-        return self.encoder
-
-    # -- encoder and bridge -----------------------------------------------------------------
-    def encode(self, src: Tensor, src_lengths: Tensor | None):
-        """-> (memory (B, S, D·H) zero at padding, key padding mask (B, S), decoder state)."""
-        B, S = src.shape
-        if src_lengths is None:
-            src_lengths = torch.full((B,), S, dtype=torch.long)
-        src_lengths = torch.as_tensor(src_lengths).to(torch.long)
-        if src_lengths.shape != (B,) or int(src_lengths.min()) < 1 or int(src_lengths.max()) > S:
-            raise ValueError(f"src_lengths must be (B,) = ({B},) with values in [1, {S}]")
-        e = self.drop(self.src_embedding(src))
-        packed = pack_padded_sequence(e, src_lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        out, state = self.encoder(packed)
-        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=S)  # (B, S, D·H)
-        pad = padding_mask(src_lengths.to(src.device), S)
-        return memory, pad, self._bridge(state)
-
-    def _bridge(self, state):
-        """Encoder final states (L·D, B, H) -> decoder initial state (L, B, H)."""
-        if self.num_directions == 1:
-            return state
-        L, H = self.num_layers, self.hidden_size
-
-        def cat(s):  # (L·D, B, H) -> (L, B, 2H) = [h→; h←] per layer
-            return s.view(L, 2, s.shape[1], H).permute(0, 2, 1, 3).reshape(L, s.shape[1], 2 * H)
-
-        if self.lstm:
-            h, c = state
-            return torch.tanh(self.bridge_h(cat(h))), self.bridge_c(cat(c))
-        return torch.tanh(self.bridge_h(cat(state)))
-
-    # -- decoder ----------------------------------------------------------------------------
-    def _top(self, state) -> Tensor:
-        return (state[0] if self.lstm else state)[-1]  # s_t of the top layer, (B, H)
-
-    def _step(self, y_prev: Tensor, state, ctx: Tensor | None, memory: Tensor, pad: Tensor,
-              keys_proj: Tensor | None):
-        """One decoder step -> (logits (B, V), state, context, α (B, S) or None)."""
-        e = self.drop(self.tgt_embedding(y_prev))  # E y_{t-1}, (B, E)
-        if self.attn is None:
-            _, state = self.decoder(e[:, None, :], state)  # s_t = Cell(E y_{t-1}, s_{t-1})
-            return self.out(self.drop(self._top(state))), state, None, None
-        inp = torch.cat((e, ctx), -1)[:, None, :]  # [E y_{t-1}; c_{t-1}]
-        _, state = self.decoder(inp, state)  # s_t = Cell([E y_{t-1}; c_{t-1}], s_{t-1})
-        s = self._top(state)
-        if keys_proj is not None:
-            ctx, alpha = self.attn(s, memory, key_padding_mask=pad, projected_keys=keys_proj)
-        else:
-            ctx, alpha = self.attn(s, memory, key_padding_mask=pad)  # c_t = Σ_s α_s k_s
-        h_tilde = torch.tanh(self.combine(torch.cat((s, ctx), -1)))  # tanh(W_o [s_t; c_t] + b_o)
-        return self.out(self.drop(h_tilde)), state, ctx, alpha
-
-    def _start(self, src, src_lengths):
-        memory, pad, state = self.encode(src, src_lengths)
-        ctx = memory.new_zeros(memory.shape[0], memory.shape[2]) if self.attn else None
-        keys_proj = (self.attn.project_keys(memory)
-                     if isinstance(self.attn, AdditiveAttention) else None)
-        return memory, pad, state, ctx, keys_proj
-
-    def forward(self, src: Tensor, src_lengths: Tensor | None, y_in: Tensor,
-                teacher_forcing: float = 1.0, generator: torch.Generator | None = None,
-                return_attention: bool = False):
-        """src (B, S), src_lengths (B,), y_in (B, T_out) = BOS + gold shifted right
-        -> logits (B, T_out, V) (and attention (B, T_out, S) or None when return_attention).
-
-        teacher_forcing = p: at every step each row feeds the gold y_{t-1} with probability p and
-        the model's own argmax prediction otherwise (coins drawn from ``generator`` if given).
-        """
-        if not 0.0 <= teacher_forcing <= 1.0:
-            raise ValueError(f"teacher_forcing must be in [0, 1], got {teacher_forcing}")
-        memory, pad, state, ctx, keys_proj = self._start(src, src_lengths)
-        B, T_out = y_in.shape
-        if self.attn is None and teacher_forcing == 1.0:  # whole target in one call
-            h, _ = self.decoder(self.drop(self.tgt_embedding(y_in)), state)
-            logits = self.out(self.drop(h))
-            return (logits, None) if return_attention else logits
-        logits, alphas = [], []
-        y_prev = y_in[:, 0]
-        for t in range(T_out):
-            if t > 0:
-                y_prev = y_in[:, t]
-                if teacher_forcing < 1.0:  # feed own argmax with probability 1 − p
-                    coin = torch.rand(B, generator=generator,
-                                      device=generator.device if generator is not None else None)
-                    own = logits[-1].argmax(-1)
-                    y_prev = torch.where(coin.to(y_prev.device) < teacher_forcing, y_prev, own)
-            lt, state, ctx, alpha = self._step(y_prev, state, ctx, memory, pad, keys_proj)
-            logits.append(lt)
-            alphas.append(alpha)
-        logits = torch.stack(logits, 1)
-        if not return_attention:
-            return logits
-        return logits, (torch.stack(alphas, 1) if self.attn is not None else None)
-
-    @torch.no_grad()
-    def greedy(self, src: Tensor, src_lengths: Tensor | None, max_len: int, bos_id: int,
-               eos_id: int, pad_id: int | None = None):
-        """Greedy decoding: y_t = argmax p(y | y_<t, src), from BOS, at most ``max_len`` tokens,
-        stopping early once every row has emitted EOS. Returns (tokens (B, ≤ max_len), attention
-        (B, T, S) or None); after a row's EOS its tokens are ``pad_id`` (EOS if None) and its
-        attention rows are zero."""
-        memory, pad, state, ctx, keys_proj = self._start(src, src_lengths)
-        B = src.shape[0]
-        fill = eos_id if pad_id is None else pad_id
-        y_prev = torch.full((B,), bos_id, dtype=torch.long, device=src.device)
-        done = torch.zeros(B, dtype=torch.bool, device=src.device)
-        tokens, alphas = [], []
-        for _ in range(max_len):
-            lt, state, ctx, alpha = self._step(y_prev, state, ctx, memory, pad, keys_proj)
-            y = lt.argmax(-1)
-            tokens.append(y.masked_fill(done, fill))
-            if alpha is not None:
-                alphas.append(alpha.masked_fill(done[:, None], 0.0))
-            done = done | (y == eos_id)
-            y_prev = y
-            if bool(done.all()):
-                break
-        tokens = torch.stack(tokens, 1) if tokens else src.new_zeros(B, 0)
-        attn = torch.stack(alphas, 1) if alphas else None
-        return tokens, attn
-
-
 # -- registry --------------------------------------------------------------------------------
-MODELS: dict[str, type[_Model]] = {"lm": LanguageModel, "classifier": Classifier,
-                                   "regressor": Regressor, "seq2seq": Seq2Seq}
+MODELS: dict[str, type[nn.Module]] = {"lm": LanguageModel, "classifier": Classifier,
+                                      "regressor": Regressor, "seq2seq": Seq2Seq}
+#: the model that fits each task kind (rnnlab.data's Task.kind)
+MODEL_FOR_KIND = {"lm": "lm", "tagging": "lm", "classify": "classifier", "regress": "regressor",
+                  "seq2seq": "seq2seq"}
+
+
+def _params(cls) -> list[str]:
+    return [p for p, v in inspect.signature(cls.__init__).parameters.items()
+            if p != "self" and v.kind is not inspect.Parameter.VAR_KEYWORD]
 
 
 def build(name: str, **config) -> nn.Module:
@@ -525,18 +362,43 @@ def build(name: str, **config) -> nn.Module:
 
     ``build(**model.config)`` rebuilds the same architecture (fresh weights).
     """
-    _choice("model", name, tuple(MODELS))
+    choice("model", name, tuple(MODELS))
     cls = MODELS[name]
-    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(config) - set(params))
+    params = _params(cls)
+    unknown = sorted(set(config) - set(params) - set(BackboneConfig.fields()))
     if unknown:
         raise UserError(f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
-                        f"valid: {', '.join(params)}")
+                        f"valid: {', '.join(params + list(BackboneConfig.fields()[1:]))}")
     required = [p for p, v in inspect.signature(cls.__init__).parameters.items()
-                if p != "self" and v.default is inspect.Parameter.empty and p not in config]
+                if p in params and v.default is inspect.Parameter.empty and p not in config]
     if required:
         raise UserError(f"model {name!r} needs {', '.join(required)}")
     return cls(**{k: _plain(v) for k, v in config.items()})
+
+
+def for_task(task, backbone: str = "lstm", **options) -> nn.Module:
+    """The model that fits ``task.kind``, sized by the task (vocabulary, inputs, outputs).
+    ``options``: the model's and the backbone's keywords (None values are left out)."""
+    kind, name = task.kind, MODEL_FOR_KIND.get(task.kind)
+    if name is None:
+        raise UserError(f"unknown task kind {kind!r}")
+    options = {k: v for k, v in options.items() if v is not None}
+    if name == "lm":
+        if task.vocab_size != task.num_outputs:
+            raise UserError(f"task {task.name!r}: the language model needs as many outputs as "
+                            f"input tokens ({task.num_outputs} vs {task.vocab_size})")
+        sizes = dict(vocab_size=task.vocab_size)
+    elif name == "classifier":
+        sizes = dict(num_classes=task.num_outputs, vocab_size=task.vocab_size,
+                     input_size=task.input_size)
+    elif name == "regressor":
+        sizes = dict(input_size=task.input_size)
+    else:
+        if backbone == "attention":
+            raise UserError("seq2seq models need a recurrent backbone (rnn, lstm or gru), "
+                            "not attention")
+        sizes = dict(src_vocab=task.vocab_size, tgt_vocab=task.num_outputs)
+    return build(name, backbone=backbone, **sizes, **options)
 
 
 # -- parameter counts ------------------------------------------------------------------------
@@ -549,13 +411,13 @@ def param_counts(input_size: int, hidden_size: int, num_layers: int = 1,
     Transformer blocks of width H (4·H² attention + 8·H² MLP + biases and LayerNorms), plus an
     I -> H input projection when I ≠ H; positional encodings are not counted.
     """
-    _positive_int("input_size", input_size)
-    _positive_int("hidden_size", hidden_size)
-    _positive_int("num_layers", num_layers)
+    positive_int("input_size", input_size)
+    positive_int("hidden_size", hidden_size)
+    positive_int("num_layers", num_layers)
     counts = {}
     for kind in RECURRENT:
-        layer = _LAYERS[kind](input_size, hidden_size, num_layers, bidirectional=bidirectional)
-        counts[kind] = sum(p.numel() for p in layer.parameters())
+        bb = BackboneConfig(kind, hidden_size=hidden_size, num_layers=num_layers)
+        counts[kind] = sum(p.numel() for p in bb.recurrent(input_size, bidirectional).parameters())
     if hidden_size % num_heads:
         raise UserError(f"hidden_size ({hidden_size}) must be divisible by num_heads "
                         f"({num_heads})")

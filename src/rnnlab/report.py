@@ -1,7 +1,8 @@
 """The self-contained HTML report: every study's claims with measured values, verdicts, figures.
 
-``write_report(dir)`` reads ``dir/results.json`` (one study) or ``dir/*/results.json`` (``rnnlab
-study all``), embeds each figure as a base64 ``data:`` URI and writes ``dir/report.html``: one
+``write_report(dir, order)`` reads ``dir/results.json`` (one study) or ``dir/*/results.json``
+(``rnnlab study all``; shown in ``order``, the caller's list of study names, then the rest
+alphabetically), embeds each figure as a base64 ``data:`` URI and writes ``dir/report.html``: one
 file, no external links, readable offline. A claim whose ``holds`` is false is shown as not
 holding (and counted as such in the summary); ``null`` is shown as "not judged".
 """
@@ -12,11 +13,13 @@ import base64
 import json
 import math
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 import jinja2
 
+from . import files
 from .errors import UserError
 
 VERDICTS = {True: ("holds", "ok"), False: ("does not hold", "fail"), None: ("not judged", "na")}
@@ -49,21 +52,17 @@ def _data_uri(path: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _study_dirs(root: Path) -> list[Path]:
+def _study_dirs(root: Path, order: Sequence[str] = ()) -> list[Path]:
     if (root / "results.json").is_file():
         return [root]
     dirs = [p.parent for p in root.glob("*/results.json")]
-    try:  # the registry's order, then anything else alphabetically
-        from .studies import REGISTRY
-        order = {name: i for i, name in enumerate(REGISTRY)}
-    except Exception:  # pragma: no cover - report must work without the studies package
-        order = {}
-    return sorted(dirs, key=lambda p: (order.get(p.name, len(order)), p.name))
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(dirs, key=lambda p: (rank.get(p.name, len(rank)), p.name))
 
 
-def load_studies(root: Path) -> list[dict]:
+def load_studies(root: Path, order: Sequence[str] = ()) -> list[dict]:
     studies = []
-    for d in _study_dirs(root):
+    for d in _study_dirs(root, order):
         try:
             doc = json.loads((d / "results.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -104,12 +103,11 @@ def render(studies: list[dict], title: str = "rnnlab study report") -> str:
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
 
 
-def write_report(directory: Path | str) -> Path:
+def write_report(directory: Path | str, order: Sequence[str] = ()) -> Path:
     """Write ``directory/report.html`` from the results.json files under it; return its path."""
     root = Path(directory)
-    studies = load_studies(root)
+    studies = load_studies(root, order)
     if not studies:
         raise UserError(f"no results.json in {root} or its subfolders")
     path = root / "report.html"
-    path.write_text(render(studies), encoding="utf-8")
-    return path
+    return files.write_text(path, render(studies))

@@ -48,17 +48,38 @@ import torch
 from torch import Tensor, nn
 
 from .layers import RNNBase
+from .masks import lengths_to_mask
 
-SATURATION = 0.05  # σ gates: v < 0.05 or v > 0.95; tanh gates: |v| > 0.95
-_SIGMOID_GATES = frozenset("ifozr")
+SATURATION = 0.05  # σ gates: v < 0.05 or v > 0.95; tanh-valued: |v| > 0.95
+# What each recorded value is: σ gates in (0, 1), tanh-valued ones in (−1, 1); the RNN's "h"
+# is its activation φ (tanh, or relu: see ``gate_kind``)
+GATE_KINDS = {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid",  # LSTM
+              "r": "sigmoid", "z": "sigmoid", "n": "tanh",  # GRU
+              "h": "tanh"}  # RNN (tanh; relu with nonlinearity="relu")
+SIGMOID_GATES = frozenset(n for n, kind in GATE_KINDS.items() if kind == "sigmoid")
+
+
+def gate_kind(name: str, nonlinearity: str = "tanh") -> str:
+    """The kind of gate ``name``: "sigmoid", "tanh" or "relu" (the RNN's h follows φ)."""
+    return "relu" if name == "h" and nonlinearity == "relu" else GATE_KINDS[name]
+
+
+def saturated(name: str, v: Tensor, nonlinearity: str = "tanh") -> Tensor:
+    """The saturation rule, elementwise: σ gates v < 0.05 or v > 0.95; tanh-valued (g, n, the
+    RNN's h) |v| > 0.95 (their derivative 1 − v² < 0.1); a relu RNN's h: dead units, v = 0."""
+    kind = gate_kind(name, nonlinearity)
+    if kind == "sigmoid":
+        return (v < SATURATION) | (v > 1 - SATURATION)
+    if kind == "relu":
+        return v == 0
+    return v.abs() > 1 - SATURATION
 
 
 def _active(sizes, B, like: Tensor) -> Tensor | None:
     """(T, B) 0/1 mask of the rows active at each step; None when all are."""
     if all(s == B for s in sizes):
         return None
-    lengths = torch.tensor(sizes, device=like.device).unsqueeze(1)
-    return (torch.arange(B, device=like.device) < lengths).to(like.dtype)
+    return lengths_to_mask(torch.tensor(sizes, device=like.device), B).to(like.dtype)
 
 
 def _step_mean(v: Tensor, mask: Tensor | None, sizes) -> Tensor:
@@ -98,12 +119,10 @@ class _Tap:
         """(centre, limit), each (n, 1): a value v of gate j is saturated when
         |v − centre_j| > limit_j (σ gates: centre ½, limit 0.45; tanh: centre 0, limit 0.95).
         For a relu RNN the engine measures |h| > 0 and ``record_forward`` turns it into h = 0."""
-        names = step.gate_names or ("h",)
-        relu = names == ("h",) and self.nonlinearity == "relu"
-        sig = [n in _SIGMOID_GATES for n in names]
-        centre = like.new_tensor([0.5 if s else 0.0 for s in sig]).unsqueeze(1)
-        limit = like.new_tensor([0.0 if relu else 0.5 - SATURATION if s else 1 - SATURATION
-                                 for s in sig]).unsqueeze(1)
+        kinds = [gate_kind(n, self.nonlinearity) for n in step.gate_names or ("h",)]
+        centre = like.new_tensor([0.5 if k == "sigmoid" else 0.0 for k in kinds]).unsqueeze(1)
+        limit = like.new_tensor([{"sigmoid": 0.5 - SATURATION, "tanh": 1 - SATURATION,
+                                  "relu": 0.0}[k] for k in kinds]).unsqueeze(1)
         return centre, limit
 
     def record_forward(self, step, stats: Tensor, sizes) -> _Call:

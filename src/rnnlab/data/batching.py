@@ -19,6 +19,10 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
+from ..masks import lengths_to_mask
+
+__all__ = ["Batch", "masked_mean", "lengths_to_mask", "pad", "pack", "batchify"]
+
 
 @dataclass
 class Batch:
@@ -70,12 +74,6 @@ def masked_mean(loss_per_pos: Tensor, mask: Tensor | None) -> Tensor:
     keep = mask.to(device=loss_per_pos.device, dtype=torch.bool)
     kept = torch.where(keep, loss_per_pos, torch.zeros_like(loss_per_pos))  # m·ℓ, NaN-safe
     return kept.sum() / keep.sum().clamp_min(1).to(loss_per_pos.dtype)      # Σ m·ℓ / Σ m
-
-
-def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
-    """(B,) lengths -> (B, T) bool mask, True at positions t < lengths[b]."""
-    T = int(lengths.max()) if max_len is None else max_len
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def pad(seqs: list[list[int]] | list[Tensor], pad_id: int = 0) -> tuple[Tensor, Tensor]:

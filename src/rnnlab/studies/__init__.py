@@ -6,7 +6,10 @@ dict`` that writes ``out/results.json`` (config, numbers, figures' data and ``cl
 
     from rnnlab import studies
     studies.run("gradflow", profile="quick", seed=0, out=Path("runs/gf"))
-    studies.run_all(profile="default", seed=0, out=Path("runs/all"))  # + runs/all/report.html
+    studies.run_all(profile="default", seed=0, out=Path("runs/all"))  # runs/all/NAME/...
+
+The HTML report is ``rnnlab.report.write_report(out, order=studies.names())``: the studies never
+import the report (the command line writes it).
 
 Profiles: ``quick`` (all studies ≤ 2 min on 2 CPU cores; CI), ``default`` (all ≤ 10 min),
 ``full`` (publication sizes).
@@ -21,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from ..runs import new_run_dir
 from .common import PROFILES, log
 
 # study name -> module (in the order the report shows them). A study whose dependencies
@@ -47,9 +51,7 @@ def run(name: str, profile: str = "default", seed: int = 0, out: Path | str | No
         raise UserError(f"unknown study '{name}'; one of: {', '.join(['all', *REGISTRY])}")
     if profile not in PROFILES:
         raise UserError(f"unknown profile '{profile}'; one of: {', '.join(PROFILES)}")
-    if out is None:
-        out = Path("runs") / f"study-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = Path(out)
+    out = Path(out) if out is not None else new_run_dir(f"study-{name}")
     out.mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(f".{REGISTRY[name]}", __name__)
     threads = torch.get_num_threads()
@@ -62,12 +64,8 @@ def run(name: str, profile: str = "default", seed: int = 0, out: Path | str | No
 
 def run_all(profile: str = "default", seed: int = 0, out: Path | str | None = None,
             only: list[str] | None = None) -> dict[str, dict]:
-    """Run every study into ``out/NAME/`` and write ``out/report.html``."""
-    from .. import report
-
-    if out is None:
-        out = Path("runs") / f"study-all-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = Path(out)
+    """Run every study (or those in ``only``) into ``out/NAME/``."""
+    out = Path(out) if out is not None else new_run_dir("study-all")
     results = {}
     for name in only or names():
         t0 = time.perf_counter()
@@ -76,5 +74,4 @@ def run_all(profile: str = "default", seed: int = 0, out: Path | str | None = No
         claims = results[name].get("claims", [])
         ok = sum(1 for c in claims if c.get("holds") is True)
         log(f"  done in {time.perf_counter() - t0:.1f} s: {ok}/{len(claims)} claims hold")
-    report.write_report(out)
     return results

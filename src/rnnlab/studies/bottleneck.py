@@ -16,8 +16,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .. import plots, train
+from .. import models, plots
 from ..data import build_task
+from ..losses import evaluate
+from ..train import fit
 from .common import Claim, StudyOutput, curve, log, pick, save_figure, sig, table, write_results
 
 NAME = "bottleneck"
@@ -40,11 +42,11 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     per_length, curves, summary = {}, {}, {}
     for label, attn in VARIANTS.items():
         log(f"  bottleneck: seq2seq {label}")
-        model = train.build_model_for(task, backbone="lstm", hidden_size=hidden, num_layers=1,
-                                      attention=attn)
-        hist = train.fit(model, task, steps=steps, batch_size=32, lr=lr, clip=1.0,
-                         eval_every=eval_every, eval_batches=eval_batches, seed=seed,
-                         progress=True)
+        hist = fit(lambda a=attn: models.for_task(task, "lstm", hidden_size=hidden,
+                                                  num_layers=1, attention=a),
+                   task, steps=steps, batch_size=32, lr=lr, clip=1.0, eval_every=eval_every,
+                   eval_batches=eval_batches, seed=seed, progress=True)
+        model = hist.model
         st, acc = curve(hist, "val_acc")
         curves[label] = {"step": st, "val_acc": acc}
         summary[label] = {"final_val_acc": sig(hist.final.get("acc"), 4),
@@ -52,8 +54,8 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
                           "params": model.num_parameters(),
                           "wall_time_s": sig(hist.wall_time_s, 3)}
         for L in eval_lengths:
-            m = train.evaluate(model, build_task("reverse", min_len=L, max_len=L, vocab=vocab),
-                               batches=eval_batches, batch_size=64)
+            m = evaluate(model, build_task("reverse", min_len=L, max_len=L, vocab=vocab),
+                         batches=eval_batches, batch_size=64)
             per_length.setdefault(str(L), {})[label] = {"acc": sig(m.get("acc"), 4),
                                                         "seq_acc": sig(m.get("seq_acc"), 4)}
 

@@ -9,7 +9,6 @@ hold is recorded as not holding: nothing here retries or tunes until it does.
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import time
@@ -18,8 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..console import Progress
+from ..console import log as log  # the studies' one status line
+from ..files import jsonable, write_json
 
 PROFILES = ("quick", "default", "full")
 
@@ -61,23 +62,6 @@ def log10_close(measured: float, expected: float, decades: float) -> bool | None
 
 def _pos(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
-
-
-def jsonable(obj):
-    """Tensors, numpy values, tuples and non-finite floats -> plain JSON (NaN/inf -> null)."""
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach().cpu().tolist()
-    if hasattr(obj, "tolist") and not isinstance(obj, (list, dict, str)):
-        obj = obj.tolist()  # numpy arrays and scalars
-    if isinstance(obj, Claim):
-        obj = obj.to_dict()
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    return obj
 
 
 def sig(x, digits: int = 3) -> float | None:
@@ -126,9 +110,8 @@ def write_results(out: Path, so: StudyOutput, started: float) -> dict:
            if k not in ("claims", "figures", "config", "tables")},
         "claims": [c.to_dict() for c in so.claims],
     }
-    doc = jsonable(doc)
-    (out / "results.json").write_text(json.dumps(doc, indent=1, allow_nan=False))
-    return doc
+    write_json(out / "results.json", doc, indent=1)
+    return jsonable(doc)
 
 
 def save_figure(fig, out: Path, name: str) -> str:
@@ -139,25 +122,14 @@ def save_figure(fig, out: Path, name: str) -> str:
     return f"figures/{name}.png"
 
 
-_console = Console(stderr=True)
-
-
 def progress(description: str, items: Iterable, total: int | None = None):
-    """Iterate over items with a rich progress bar on stderr (silent when not a terminal)."""
+    """Iterate over items with a progress bar on stderr (plain lines when not a terminal)."""
     items = list(items) if total is None else items
     total = len(items) if total is None else total
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=_console, transient=True,
-                  disable=not _console.is_terminal) as bar:
-        task = bar.add_task(description, total=total)
-        for item in items:
+    with Progress(total, description, unit="item") as bar:
+        for i, item in enumerate(items):
             yield item
-            bar.advance(task)
-
-
-def log(msg: str) -> None:
-    """One status line on stderr."""
-    _console.print(msg, highlight=False)
+            bar.update(i + 1)
 
 
 def generator(seed: int) -> torch.Generator:

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from statistics import median
 
-from .. import plots, train
+from .. import models, plots
 from ..data import build_task
+from ..train import fit
 from .common import (
     Claim,
     StudyOutput,
@@ -55,11 +56,10 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
         per_seed = []
         for sd in seeds:
             log(f"  forget-bias: LSTM, forget bias {b:g}, seed {sd}")
-            model = train.build_model_for(task, backbone="lstm", hidden_size=hidden,
-                                          num_layers=1, forget_bias=b)
-            hist = train.fit(model, task, steps=steps, batch_size=batch, lr=lr, clip=1.0,
-                             eval_every=eval_every, eval_batches=eval_batches, seed=sd,
-                             progress=True)
+            hist = fit(lambda b=b: models.for_task(task, "lstm", hidden_size=hidden,
+                                                   num_layers=1, forget_bias=b),
+                       task, steps=steps, batch_size=batch, lr=lr, clip=1.0,
+                       eval_every=eval_every, eval_batches=eval_batches, seed=sd, progress=True)
             steps_axis, mse = curve(hist, "val_mse")
             per_seed.append({"seed": sd,
                              "steps_to_target": steps_to(hist, "val_mse", TARGET, higher=False),

@@ -36,6 +36,7 @@ from torch import nn
 
 from .. import GRU, LSTM, RNN, plots
 from ..attention import AttentionStack
+from ..equations import unroll
 from .common import (
     Claim,
     StudyOutput,
@@ -138,78 +139,24 @@ def grad_profile(model: nn.Module, head: nn.Module, T: int, B: int, seed: int) -
     return gmean(norms / norms[:, -1:], 0)
 
 
-# -- step-by-step unrolling (to see c and h apart, truncate paths, and stack layers) -----------
-def unroll(mode: str, weights, x: torch.Tensor, *, window: int | None = None,
-           block: str | None = None):
-    """Run one recurrent layer step by step from its weights (W_ih, W_hh, b_ih, b_hh).
-
-    window k: the state entering step s is detached for s ≤ T − k (gradient flows back k steps);
-    block "h": the LSTM gates see h_{t−1} detached (only the cell path c_{t−1} → c_t remains);
-    block "c": c_{t−1} is detached in c_t = f⊙c_{t−1} + i⊙g (only the h path remains).
-    Returns dict of lists "h", "c" (LSTM), "f" (LSTM forget gates); h and c retain their grads.
-    """
-    w_ih, w_hh, b_ih, b_hh = weights
-    B, T, _ = x.shape
-    h = x.new_zeros(B, w_hh.shape[1])
-    c = torch.zeros_like(h)
-    rec = {"h": [], "c": [], "f": []}
-    for t in range(T):
-        if window is not None and t < T - window:  # state older than the window: no gradient
-            h, c = h.detach(), c.detach()
-        h_in = h.detach() if block == "h" else h
-        gx = x[:, t] @ w_ih.T + b_ih  # W_ih x_t + b_ih
-        gh = h_in @ w_hh.T + b_hh  # W_hh h_{t−1} + b_hh
-        if mode == "RNN":
-            h = torch.tanh(gx + gh)  # h_t = tanh(W_ih x_t + W_hh h_{t−1} + b)
-        elif mode == "LSTM":
-            i, f, g, o = (gx + gh).chunk(4, -1)
-            i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
-            c_prev = c.detach() if block == "c" else c
-            c = f * c_prev + i * g  # c_t = f⊙c_{t−1} + i⊙g
-            h = o * torch.tanh(c)  # h_t = o⊙tanh(c_t)
-            if c.requires_grad:
-                c.retain_grad()
-            rec["c"].append(c)
-            rec["f"].append(f.detach())
-        else:  # GRU
-            xr, xz, xn = gx.chunk(3, -1)
-            hr, hz, hn = gh.chunk(3, -1)
-            r, z = (xr + hr).sigmoid(), (xz + hz).sigmoid()
-            n = torch.tanh(xn + r * hn)  # n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn))
-            h = (1 - z) * n + z * h_in  # h_t = (1−z)⊙n + z⊙h_{t−1}
-        if h.requires_grad:
-            h.retain_grad()
-        rec["h"].append(h)
-    return rec
-
-
-def _core(model: nn.Module):
-    return model.core
-
-
 def lstm_paths(model: nn.Module, head: nn.Module, T: int, B: int, seed: int) -> dict:
     """‖∂L/∂c_1‖/‖∂L/∂c_T‖ and ‖∂L/∂h_1‖/‖∂L/∂h_T‖ in the full LSTM, each path alone, and ∏f."""
-    weights = _core(model).weights(0)
     x, y = _inputs(B, T, seed)
     res = {}
-    for block in (None, "h", "c"):
-        rec = unroll("LSTM", weights, x, block=block)
-        loss = F.cross_entropy(head(rec["h"][-1]), y, reduction="sum")
-        loss.backward()
+    ratio = lambda seq: gmean(seq[0].grad.norm(dim=-1) / seq[-1].grad.norm(dim=-1)).item()
+    for block in (None, "h", "c"):  # the full model; the cell path alone; the hidden path alone
+        (rec,) = unroll(model.core, x, block=block, retain_grad=True).steps
+        F.cross_entropy(head(rec.h[-1]), y, reduction="sum").backward()
         if block is None:
-            c_ratio = rec["c"][0].grad.norm(dim=-1) / rec["c"][-1].grad.norm(dim=-1)
-            h_ratio = rec["h"][0].grad.norm(dim=-1) / rec["h"][-1].grad.norm(dim=-1)
-            res["c_total"] = gmean(c_ratio).item()
-            res["h_total"] = gmean(h_ratio).item()
-            f = torch.stack(rec["f"][1:]) if T > 1 else torch.ones(1, B, H, dtype=DT)
-            res["prod_f"] = f.prod(0).mean().item()  # mean over batch, units of ∏_{t=2}^T f_t
-            res["mean_f"] = torch.stack(rec["f"]).mean().item()
+            res["c_total"], res["h_total"] = ratio(rec.c), ratio(rec.h)
+            f = torch.stack(rec.gates["f"]).detach()  # (T, B, H)
+            prod = f[1:].prod(0) if T > 1 else torch.ones(B, H, dtype=DT)
+            res["prod_f"] = prod.mean().item()  # mean over batch, units of ∏_{t=2}^T f_t
+            res["mean_f"] = f.mean().item()
         elif block == "h":  # cell path alone: ∂L/∂c_1 = ∂L/∂c_T ⊙ ∏_{t=2}^T f_t
-            ratio = rec["c"][0].grad.norm(dim=-1) / rec["c"][-1].grad.norm(dim=-1)
-            res["c_only"] = gmean(ratio).item()
+            res["c_only"] = ratio(rec.c)
         else:  # hidden path alone (cell recurrence cut)
-            ratio = rec["h"][0].grad.norm(dim=-1) / rec["h"][-1].grad.norm(dim=-1)
-            res["h_only"] = gmean(ratio).item()
+            res["h_only"] = ratio(rec.h)
     return res
 
 
@@ -217,8 +164,8 @@ def forget_profile(model: nn.Module, T: int, B: int, seed: int) -> list[float]:
     """(T,) ∏_{k=t+1}^{T} f_k, averaged over batch and units: the notes' ∏f_t overlay."""
     x, _ = _inputs(B, T, seed)
     with torch.no_grad():
-        rec = unroll("LSTM", _core(model).weights(0), x)
-    f = torch.stack(rec["f"])  # (T, B, H)
+        (rec,) = unroll(model.core, x).steps
+    f = torch.stack(rec.gates["f"])  # (T, B, H)
     tail = torch.ones_like(f[0])
     prods = []
     for t in range(T - 1, -1, -1):  # ∏_{k=t+1}^{T} f_k
@@ -227,7 +174,7 @@ def forget_profile(model: nn.Module, T: int, B: int, seed: int) -> list[float]:
     return prods[::-1]
 
 
-def path_length(mode: str, model: nn.Module, T: int, seed: int) -> int:
+def path_length(model: nn.Module, T: int, seed: int) -> int:
     """Sequential cell applications between x_1 and y_T: 1 + the smallest truncated-BPTT window
     k (state-to-state steps kept) for which ∂L/∂x_1 ≠ 0, found by bisection."""
     x, y = _inputs(1, T, seed)
@@ -235,8 +182,8 @@ def path_length(mode: str, model: nn.Module, T: int, seed: int) -> int:
 
     def reaches(k: int) -> bool:
         xx = x.clone().requires_grad_(True)
-        rec = unroll(mode, _core(model).weights(0), xx, window=k)
-        F.cross_entropy(head(rec["h"][-1]), y, reduction="sum").backward()
+        out = unroll(model.core, xx, window=k).output  # (B, T, H)
+        F.cross_entropy(head(out[:, -1]), y, reduction="sum").backward()
         return xx.grad is not None and bool(xx.grad[:, 0].abs().max() > 0)
 
     if reaches(T - 1) and not reaches(T - 2):  # the expected answer, checked in two runs
@@ -276,13 +223,9 @@ def stack_grads(T: int, B: int, seed: int, layers: int = 3) -> tuple[list[list[f
         out, _ = lstm(x)
         F.cross_entropy(head(out[:, -1]), y, reduction="sum").backward()
     telemetry = tr.grad_h.detach()  # (layers, T)
-    recs, inp = [], x
-    for layer in range(layers):
-        rec = unroll("LSTM", lstm.weights(layer), inp)
-        recs.append(rec)
-        inp = torch.stack(rec["h"], 1)  # (B, T, H): next layer's input
-    F.cross_entropy(head(recs[-1]["h"][-1]), y, reduction="sum").backward()
-    ref = torch.tensor([[h.grad.norm(dim=-1).mean().item() for h in rec["h"]] for rec in recs],
+    recs = unroll(lstm, x, retain_grad=True).steps  # one per layer
+    F.cross_entropy(head(recs[-1].h[-1]), y, reduction="sum").backward()
+    ref = torch.tensor([[h.grad.norm(dim=-1).mean().item() for h in rec.h] for rec in recs],
                        dtype=DT)
     diff = ((telemetry - ref).abs() / ref.abs().clamp_min(1e-300)).max().item()
     return telemetry.tolist(), diff
@@ -328,7 +271,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
     # path length: sequential hops from x_1 to y_T
     hops = {}
     for T in progress("gradflow: path length", lengths):
-        hops[T] = {n: path_length(n.upper(), built[(n, "theory")], T, seed) for n in RECURRENT}
+        hops[T] = {n: path_length(built[(n, "theory")], T, seed) for n in RECURRENT}
         hops[T]["attention"] = attention_hops(T, seed)
 
     stack, stack_diff = stack_grads(T_stack, B, seed)

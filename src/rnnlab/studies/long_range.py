@@ -21,8 +21,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .. import plots, train
+from .. import models, plots
 from ..data import build_task
+from ..losses import evaluate
+from ..train import fit
 from .common import Claim, StudyOutput, log, pick, save_figure, sig, table, write_results
 
 NAME = "long-range"
@@ -32,11 +34,10 @@ COPY_MODELS = ("rnn", "lstm")  # copy memory: the published pair (budget)
 
 def _fit(task, backbone: str, hidden: int, steps: int, seed: int, lr: float, eval_every: int,
          eval_batches: int, **extra):
-    model = train.build_model_for(task, backbone=backbone, hidden_size=hidden, num_layers=1,
-                                  **extra)
-    hist = train.fit(model, task, steps=steps, batch_size=32, lr=lr, clip=1.0,
-                     eval_every=eval_every, eval_batches=eval_batches, seed=seed, progress=True)
-    return model, hist
+    hist = fit(lambda: models.for_task(task, backbone, hidden_size=hidden, num_layers=1, **extra),
+               task, steps=steps, batch_size=32, lr=lr, clip=1.0, eval_every=eval_every,
+               eval_batches=eval_batches, seed=seed, progress=True)
+    return hist.model, hist
 
 
 def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) -> dict:
@@ -89,7 +90,7 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
                            eval_batches, bidirectional=bi)
         review[label] = {}
         for L in review_lengths:
-            m = train.evaluate(model, build_task("classify", length=L, min_length=L),
+            m = evaluate(model, build_task("classify", length=L, min_length=L),
                                batches=eval_batches, batch_size=64)
             review[label][str(L)] = sig(m.get("acc"), 4)
 

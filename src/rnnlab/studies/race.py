@@ -26,8 +26,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .. import plots, train
+from .. import models, plots
 from ..data import build_task
+from ..losses import evaluate
+from ..train import fit
 from .common import (
     Claim,
     StudyOutput,
@@ -67,13 +69,14 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
         runs = {}
         for lr in lr_grid:  # same budget per candidate; pick on the selection split
             log(f"  race: {name} lr={lr:g}")
-            model = train.build_model_for(task, backbone=name, hidden_size=hidden, num_layers=1,
-                                          **extra)
-            hist = train.fit(model, task, steps=steps, batch_size=batch, lr=lr, clip=1.0,
-                             eval_every=eval_every, eval_batches=eval_batches, seed=seed,
-                             progress=True)
-            sel = train.evaluate(model, task, batches=eval_batches, batch_size=64,
-                                 generator=generator(SELECTION_SEED))
+            hist = fit(lambda n=name, x=extra: models.for_task(task, n, hidden_size=hidden,
+                                                               num_layers=1, **x),
+                       task, steps=steps, batch_size=batch, lr=lr, clip=1.0,
+                       eval_every=eval_every, eval_batches=eval_batches, seed=seed,
+                       progress=True)
+            model = hist.model
+            sel = evaluate(model, task, batches=eval_batches, batch_size=64,
+                           generator=generator(SELECTION_SEED))
             runs[lr] = (model, hist, sel)
         selection[name] = {f"{lr:g}": {"selection_dep_acc": sig(sel.get("dep_acc"), 4),
                                        "selection_loss": sig(sel.get("loss"), 4)}
@@ -92,8 +95,8 @@ def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) ->
                         "val_dep_acc": curve(hist, "val_dep_acc")[1],
                         "val_acc": curve(hist, "val_acc")[1]}
         for F in distances:
-            m = train.evaluate(model, build_task("a13", distance=F), batches=eval_batches,
-                               batch_size=64)
+            m = evaluate(model, build_task("a13", distance=F), batches=eval_batches,
+                         batch_size=64)
             by_distance.setdefault(str(F), {})[name] = sig(m.get("dep_acc"), 4)
 
     chance = getattr(task, "dependency_chance", None)

@@ -26,8 +26,9 @@ from torch import nn
 
 from .. import RNN, plots
 from ..data import build_task
+from ..equations import unroll
+from ..telemetry import saturated
 from .common import Claim, StudyOutput, pick, progress, save_figure, sig, table, write_results
-from .gradflow import unroll
 
 NAME = "regimes"
 H = 32
@@ -46,11 +47,11 @@ def grad_vs_distance(r: float, task, B: int, seed: int) -> dict:
     rnn, head = _model(r, seed, torch.float64)
     batch = task.batch("train", B, torch.Generator().manual_seed(seed))
     x, y = batch.x.double(), batch.y.double()
-    rec = unroll("RNN", rnn.weights(0), x)
-    loss = ((head(rec["h"][-1]).squeeze(-1) - y) ** 2).mean()  # L = mean (ŷ − y)²
+    (rec,) = unroll(rnn, x, retain_grad=True).steps
+    loss = ((head(rec.h[-1]).squeeze(-1) - y) ** 2).mean()  # L = mean (ŷ − y)²
     params = list(rnn.parameters()) + list(head.parameters())
     loss.backward()  # (unroll uses the very same Parameters, so their .grad is the true gradient)
-    gh = torch.stack([h.grad.norm(dim=-1) for h in rec["h"]], 1)  # (B, T) ‖∂L/∂h_t‖
+    gh = torch.stack([h.grad.norm(dim=-1) for h in rec.h], 1)  # (B, T) ‖∂L/∂h_t‖
     T = gh.shape[1]
     dist = torch.arange(T - 1, -1, -1, dtype=torch.float64)  # T − t
     rel = gh / gh[:, -1:]  # per example ‖∂L/∂h_t‖ / ‖∂L/∂h_T‖
@@ -65,7 +66,7 @@ def grad_vs_distance(r: float, task, B: int, seed: int) -> dict:
             "ratio_first_last": (mean[0] / mean[-1]).item(),
             "ratio_first_last_clipped": ((mean[0] * coef) / (mean[-1] * coef)).item(),
             "param_grad_norm": total, "clip_coef": coef, "bound_max_ratio": bound_ratio,
-            "saturated_fraction": (torch.stack(rec["h"]).abs() > 0.95).double().mean().item()}
+            "saturated_fraction": saturated("h", torch.stack(rec.h)).double().mean().item()}
 
 
 def train_sgd(r: float, task, clip: float | None, steps: int, lr: float, B: int,
