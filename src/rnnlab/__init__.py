@@ -2,22 +2,26 @@
 
 The recurrent layers (``rnnlab.RNN``, ``LSTM``, ``GRU`` and their cells) are written from the
 equations and run backpropagation through time explicitly, yet are drop-in compatible with
-``torch.nn``. Submodules (``rnnlab.data``, ``rnnlab.models``, ``rnnlab.probes``, ...) are imported
-on first use.
+``torch.nn``. ``rnnlab.MinGRU``, ``MinLSTM`` and ``LRU`` are the linear recurrences that train
+by a parallel scan (``rnnlab.scan``), with the same module conventions. Submodules
+(``rnnlab.data``, ``rnnlab.models``, ``rnnlab.probes``, ...) are imported on first use.
 """
 
 import importlib
 
 from .errors import UserError
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .lru import LRU
+from .minrnn import MinGRU, MinLSTM
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "UserError", "trace",
-           "__version__"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "LRU",
+           "UserError", "trace", "__version__"]
 
-_SUBMODULES = {"cells", "engine", "layers", "telemetry", "attention", "models", "data", "train",
-               "checkpoint", "probes", "studies", "report", "cli"}
+_SUBMODULES = {"cells", "engine", "layers", "scan", "scanrnn", "minrnn", "lru", "telemetry",
+               "attention", "models", "data", "train", "checkpoint", "probes", "studies", "report",
+               "cli"}
 
 
 def __getattr__(name):
