@@ -127,9 +127,11 @@ class LRU(ScanRNNBase):
 
     def _project(self, layer: int, d: int, x: Tensor) -> Tensor:
         get = lambda name: self._get(name, layer, d)
-        gamma = torch.exp(get("gamma_log"))
-        bx = torch.complex(F.linear(x, get("B_re")), F.linear(x, get("B_im")))  # B x
-        return bx * gamma                                      # γ ⊙ (B x_t)
+        # B x as one real product: rows (Re B_n, Im B_n) interleaved give (…, N, 2) = B x in
+        # torch's complex layout, viewed as complex without a copy
+        w = torch.stack([get("B_re"), get("B_im")], 1).flatten(0, 1)  # (2N, I)
+        bx = torch.view_as_complex(F.linear(x, w).unflatten(-1, (self.state_size, 2)))
+        return bx * torch.exp(get("gamma_log"))                # γ ⊙ (B x_t)
 
     def _coefficients(self, layer, d, p, gates):
         return self.eigenvalues(layer, d), p, {}              # a_t = λ, b_t = γ ⊙ B x_t
@@ -139,7 +141,9 @@ class LRU(ScanRNNBase):
 
     def _readout(self, layer: int, d: int, h: Tensor, x: Tensor) -> Tensor:
         get = lambda name: self._get(name, layer, d)
-        y = F.linear(h.real, get("C_re")) - F.linear(h.imag, get("C_im"))  # Re(C h)
+        # Re(C h) = C_re Re h − C_im Im h: one real product over h's (re, im) pairs, no copy
+        w = torch.stack([get("C_re"), -get("C_im")], -1).flatten(-2)  # (H, 2N)
+        y = F.linear(torch.view_as_real(h).flatten(-2), w)     # Re(C h)
         D = get("D")
         y = y + (D * x if D.dim() == 1 else F.linear(x, D))   # + D ⊙ x
         return y + get("bias") if self.bias else y

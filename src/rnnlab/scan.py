@@ -17,7 +17,7 @@ T prefixes can be computed in O(log T) rounds of elementwise work instead of T d
   for complex values (the LRU's λ).
 - ``log_linear_scan`` is Heinsen's (2023) log-space form, used by minGRU/minLSTM (Feng et al.
   2024): with a*_t = Σ_{s≤t} log a_s,
-      log h_t = a*_t + log Σ_{s≤t} exp(log b_s − a*_s)     (torch.logcumsumexp),
+      log h_t = a*_t + log Σ_{s≤t} exp(log b_s − a*_s)     (a log-cum-sum-exp),
   which never multiplies long chains of small numbers. Its rounding error grows with |a*_t|
   (a float32 a*_t of a few thousand has an absolute error of ~10⁻⁴), so rnnlab applies it to
   chunks of ``chunk`` steps (a* bounded by the chunk) and joins the chunks with the doubling
@@ -49,13 +49,18 @@ CHUNK = 16  # steps per log-space chunk: keeps |a*| (and the float32 error) smal
 
 def scan_(a: Tensor, b: Tensor, reverse: bool = False) -> Tensor:
     """In place: b becomes h, h_t = a_t ⊙ h_{t−1} + b_t from h_{−1} = 0 (``reverse``:
-    h_t = a_t ⊙ h_{t+1} + b_t from h_T = 0), time on dim 0, by recursive doubling; ``a`` (same
-    shape, writable) is used as scratch. No allocation: every round works on strided views.
+    h_t = a_t ⊙ h_{t+1} + b_t from h_T = 0), time on dim 0, by recursive doubling. ``a`` either
+    has b's shape and is used as scratch (writable), or has time dimension 1: one coefficient
+    for every step, broadcast, left unchanged. No large allocation: every round works on
+    strided views.
 
     Up-sweep: compose each step with the one before it in time, in place at the later one,
-    (a, b)_late ← (a_late a_early, a_late b_early + b_late); recurse on the later steps. Then
-    down-sweep: every step left over takes h from the step before it, h = a h_prev + b.
+    (a, b)_late ← (a_late a_early, a_late b_early + b_late); recurse on the later steps (one
+    coefficient for all steps composes into its square). Then down-sweep: every step left over
+    takes h from the step before it, h = a h_prev + b. The first step's coefficient is never
+    used (it multiplies the zero initial state).
     """
+    const = a.shape[0] == 1
     levels = []
     while b.shape[0] > 1:
         T = b.shape[0]
@@ -63,17 +68,21 @@ def scan_(a: Tensor, b: Tensor, reverse: bool = False) -> Tensor:
             early, late = slice(T % 2 + 1, T, 2), slice(T % 2, T - 1, 2)
         else:        # pairs (2i, 2i+1), later step 2i+1
             early, late = slice(0, T - T % 2, 2), slice(1, T, 2)
-        b[late].addcmul_(a[late], b[early])                     # a₂b₁ + b₂
-        a[late].mul_(a[early])                                  # a₂a₁
+        b[late].addcmul_(a if const else a[late], b[early])     # a₂b₁ + b₂
         levels.append((a, b))
-        a, b = a[late], b[late]
+        if const:
+            a = a * a                                           # a²
+        else:
+            a[late].mul_(a[early])                              # a₂a₁
+            a = a[late]
+        b = b[late]
     for a, b in reversed(levels):
         T = b.shape[0]
         if reverse:  # steps T−3, T−5, ... (and 0 when T is odd) from h_{t+1}
             rest, prev = slice((T - 1) % 2, T - 1, 2), slice((T - 1) % 2 + 1, T, 2)
         else:        # steps 2, 4, ... from h_{t−1}
             rest, prev = slice(2, T, 2), slice(1, T - 1, 2)
-        b[rest].addcmul_(a[rest], b[prev])                      # h = a h_prev + b
+        b[rest].addcmul_(a if const else a[rest], b[prev])      # h = a h_prev + b
     return b
 
 
@@ -81,7 +90,25 @@ def doubling_scan(a: Tensor, b: Tensor, reverse: bool = False) -> Tensor:
     """h_t = a_t ⊙ h_{t−1} + b_t from h_{−1} = 0 (a broadcast to b), a new tensor (no autograd)."""
     dtype = torch.promote_types(a.dtype, b.dtype)
     h = torch.empty(b.shape, dtype=dtype, device=b.device).copy_(b)
-    return scan_(torch.empty_like(h).copy_(a.expand_as(h)), h, reverse)
+    a = _time_major(a, h)
+    return scan_(a.to(dtype) if a.shape[0] == 1 else torch.empty_like(h).copy_(a), h, reverse)
+
+
+def _time_major(a: Tensor, b: Tensor) -> Tensor:
+    """a as a view with b's number of dimensions (leading 1s added): time dim 1 = constant."""
+    return a.reshape((1,) * (b.dim() - a.dim()) + tuple(a.shape))
+
+
+def _logcumsumexp(x: Tensor) -> Tensor:
+    """log Σ_{s≤t} exp x_s along dim 1, in ⌈log₂ C⌉ rounds of logaddexp over shifted copies
+    (Hillis–Steele); the same values as torch.logcumsumexp, whose CPU kernel is a scalar loop
+    several times slower."""
+    x = x.clone()
+    k = 1
+    while k < x.shape[1]:
+        x[:, k:] = torch.logaddexp(x[:, k:], x[:, :-k])  # the right side is read before writing
+        k *= 2
+    return x
 
 
 def _log_chunks(log_a: Tensor, log_b: Tensor, h0: Tensor, chunk: int, reverse: bool) -> Tensor:
@@ -100,7 +127,7 @@ def _log_chunks(log_a: Tensor, log_b: Tensor, h0: Tensor, chunk: int, reverse: b
         la = torch.cat([la, la.new_zeros(n * C - T, *rest)])
         lb = torch.cat([lb, lb.new_full((n * C - T, *rest), float("-inf"))])
     a_star = la.reshape(n, C, *rest).cumsum(1)                  # a*_t = Σ_{s≤t} log a_s (chunk)
-    h = torch.logcumsumexp(lb.reshape(n, C, *rest) - a_star, 1).add_(a_star).exp_()
+    h = _logcumsumexp(lb.reshape(n, C, *rest) - a_star).add_(a_star).exp_()
     # h: Σ_{s≤t} (Π_{s<r≤t} a_r) b_s within the chunk; carry: Π_{s≤t} a_s within the chunk
     carry = a_star.exp_()
     ends = h[:, -1].clone()                           # state at each chunk's end, from H_{−1} = h0:
@@ -122,9 +149,9 @@ class _Scan(torch.autograd.Function):
             a, b = torch.exp(a), torch.exp(b)  # the backward works with a_t, b_t
         else:
             h = torch.empty(b.shape, dtype=b.dtype, device=b.device).copy_(b)
-            a_buf = torch.empty_like(h).copy_(a.expand_as(h))
-            h[first].addcmul_(a_buf[first], h0)                 # b_0 + a_0 ⊙ h0
-            scan_(a_buf, h, reverse)
+            a_t = _time_major(a, h)
+            h[first].addcmul_(a_t[0 if a_t.shape[0] == 1 else first], h0)  # b_0 + a_0 ⊙ h0
+            scan_(a_t if a_t.shape[0] == 1 else torch.empty_like(h).copy_(a_t), h, reverse)
         ctx.log, ctx.reverse, ctx.on_adjoint = log, reverse, on_adjoint
         ctx.save_for_backward(a, b if log else None, h0, h)
         return h
@@ -138,29 +165,36 @@ class _Scan(torch.autograd.Function):
         a, b, h0, h = ctx.saved_tensors
         reverse, T = ctx.reverse, h.shape[0]
         first = -1 if reverse else 0
-        a_full = a.expand_as(h)
+        a_t = _time_major(a, h)
+        const = a_t.shape[0] == 1
         # δ_t = g_t + conj(a_{t+1}) ⊙ δ_{t+1}: a scan the other way round in time, each step
-        # with the coefficient of the step after it (none after the last step)
-        coef = torch.empty_like(h)
+        # with the coefficient of the step after it (the last step has none: 0)
         nxt, cur = (slice(0, T - 1), slice(1, T)) if reverse else (slice(1, T), slice(0, T - 1))
-        coef[cur] = a_full[nxt].conj()
-        coef[-first - 1] = 0
+        if const:
+            coef = a_t.conj()
+        else:
+            coef = torch.empty_like(h)
+            coef[cur] = a_t.expand_as(h)[nxt].conj()
+            coef[-first - 1] = 0
         delta = scan_(coef, torch.empty_like(h).copy_(g), not reverse)
         if ctx.on_adjoint is not None:
             ctx.on_adjoint(delta)
         # ∂L/∂a_t = δ_t ⊙ conj(h_{t−1}) (h_{t+1} when reverse; h0 for the first step)
-        grad_a = coef  # reuse the buffer
+        grad_a = torch.empty_like(h) if const else coef  # (reuse the buffer)
         grad_a[nxt] = h[cur].conj()
         grad_a[first] = h0.conj()
         grad_a.mul_(delta)
-        grad_h0 = a_full[first].conj() * delta[first]            # ∂L/∂h0 = conj(a_0) ⊙ δ_0
+        a_first = a_t[0 if const else first]
+        grad_h0 = a_first.conj() * delta[first]                  # ∂L/∂h0 = conj(a_0) ⊙ δ_0
         if ctx.log:
-            grad_a.mul_(a_full.conj())                           # ∂L/∂log a = ∂L/∂a ⊙ conj(a)
+            grad_a.mul_(a_t.conj())                              # ∂L/∂log a = ∂L/∂a ⊙ conj(a)
             grad_b = delta * b                                   # ∂L/∂log b = δ ⊙ b
         else:
             grad_b = delta                                       # ∂L/∂b = δ
         if grad_a.shape != a.shape:
             grad_a = grad_a.sum_to_size(a.shape)
+        if grad_h0.shape != h0.shape:
+            grad_h0 = grad_h0.sum_to_size(h0.shape)
         return grad_a, grad_b, grad_h0, None, None, None, None
 
 
