@@ -210,6 +210,17 @@ def test_step_streams_the_forward(kind, kw):
     torch.testing.assert_close(y, layer(x[:1, :1])[0][0, 0], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["MinGRU", "MinLSTM", "LRU"])
+def test_state_is_output_says_whether_h_n_is_the_last_output(kind):
+    layer = make(kind, 3, 4, num_layers=2, bidirectional=True, dtype=D64)
+    out, h_n = layer(torch.randn(5, 2, 3, dtype=D64))
+    last = torch.stack([out[-1, :, :4], out[0, :, 4:]])  # top layer: forward, reverse
+    if layer.state_is_output:
+        torch.testing.assert_close(h_n[2:], last, rtol=0, atol=0)
+    else:  # the LRU: a complex state, read out by Re(C h) + D x
+        assert h_n.is_complex() and kind == "LRU"
+
+
 def test_lru_state_size_and_width_change():
     """N ≠ H: complex state (L, B, N); D is elementwise when widths match, a matrix otherwise."""
     layer = rnnlab.LRU(3, 4, num_layers=2, state_size=6, bidirectional=True, bias=True)

@@ -65,6 +65,7 @@ class LRU(ScanRNNBase):
 
     mode = "LRU"
     default_bias = False
+    state_is_output = False
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = False, batch_first: bool = False, dropout: float = 0.0,

@@ -52,6 +52,10 @@ class ScanRNNBase(nn.Module):
 
     mode = ""           # "MinGRU", "MinLSTM", "LRU" (telemetry and repr)
     default_bias = True  # the constructor's default (repr shows a departure from it)
+    #: True when the output is the state (minGRU, minLSTM: h_n is the last output, as for a GRU);
+    #: False for the LRU, whose complex state is read out by y = Re(C h) + D ⊙ x: a model that
+    #: summarises a sequence by h_n must take the last output instead
+    state_is_output = True
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
