@@ -57,3 +57,10 @@ def test_memory_runs(capsys):
     _load("memory").main(["--sizes", "8", "--steps", "3", "--batch", "2"])
     assert "LSTM" in capsys.readouterr().out
 
+
+
+def test_scan_benchmark_prints_every_layer(capsys):
+    _load("scan").main(["--steps", "3", "--batch", "2", "--hidden", "4", "--repeats", "1"])
+    out = capsys.readouterr().out
+    for text in ("MinGRU", "MinLSTM", "LRU", "seq / par", "linear scan"):
+        assert text in out

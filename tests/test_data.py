@@ -301,15 +301,17 @@ def test_batch_to_device_keeps_values():
 def test_bad_task_name_lists_valid_names():
     with pytest.raises(UserError) as e:
         build_task("shakspeare")
-    for name in ["shakespeare", "text", "a13", "adding", "copy", "reverse", "classify"]:
+    for name in ["shakespeare", "text", "a13", "adding", "copy", "selective-copy", "reverse",
+                 "classify"]:
         assert name in str(e.value)
-    assert set(task_names()) == {"shakespeare", "text", "a13", "adding", "copy", "reverse",
-                                 "classify"}
+    assert set(task_names()) == {"shakespeare", "text", "a13", "adding", "copy",
+                                 "selective-copy", "reverse", "classify"}
 
 
 @pytest.mark.parametrize("name, bad", [
     ("adding", {"lenght": 10}), ("adding", {"length": 1}), ("adding", {"length": "x"}),
     ("copy", {"delay": 0}), ("copy", {"delay": 2.5}), ("reverse", {"min_len": 5, "max_len": 3}),
+    ("selective-copy", {"tokens": 0}), ("selective-copy", {"length": 3, "tokens": 4}),
     ("reverse", {"mode": "sort"}), ("classify", {"num_classes": 1}), ("a13", {"distance": 2}),
     ("a13", {"distance": [0, 5]}), ("a13", {"distance": [9, 4]}), ("a13", {"p_with": 2}),
     ("shakespeare", {"seq_len": 0}), ("shakespeare", {"val_fraction": 1.0}),

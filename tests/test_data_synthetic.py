@@ -75,6 +75,51 @@ def test_copy_memoryless_predictor_scores_the_baseline_exactly(T):
     assert task.baseline == pytest.approx(10 * math.log(8) / (T + 20), rel=1e-12)
 
 
+# --- selective copy ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("N,K", [(1, 1), (12, 4), (100, 10)])
+def test_selective_copy_structure_and_dependencies(N, K):
+    task = build_task("selective-copy", length=N, tokens=K)
+    assert task.kind == "tagging" and task.vocab_size == task.num_outputs == 10
+    b = task.batch("train", 64, gen(6))
+    L = N + K
+    assert b.x.shape == b.y.shape == b.mask.shape == (64, L) and b.x.dtype == torch.long
+    head = b.x[:, :N]
+    is_data = head != 0
+    assert (is_data.sum(1) == K).all()                                # K symbols among noise
+    data = head[is_data].view(64, K)                                  # in order of appearance
+    assert ((data >= 1) & (data <= 8)).all() and (b.x[:, N:] == 9).all()
+    assert torch.equal(b.y[:, N:], data) and (b.y[:, :N] == 0).all()
+    assert b.mask[:, N:].all() and not b.mask[:, :N].any() and torch.equal(b.dep_mask, b.mask)
+    # each recalled symbol is the input `distance` steps before its recall step
+    t = torch.arange(L).expand(64, L)
+    src = (t - b.distance)[b.dep_mask].view(64, K)
+    assert torch.equal(b.x.gather(1, src), b.y[:, N:])
+    assert (b.distance[~b.dep_mask] == 0).all()
+    assert (b.distance[b.dep_mask] >= K).all() and (b.distance[b.dep_mask] <= L - 1).all()
+
+
+def test_selective_copy_positions_are_random():
+    """Positions drawn uniformly without replacement: every position is used, and a symbol's
+    distance to its recall step varies (a fixed delay would be the plain copy task)."""
+    b = build_task("selective-copy", length=30, tokens=3).batch("train", 2000, gen(7))
+    used = (b.x[:, :30] != 0).double().mean(0)                         # P(position holds data)
+    assert (used - 3 / 30).abs().max() < 0.03
+    assert len(b.distance[b.dep_mask].unique()) > 20
+
+
+@pytest.mark.parametrize("N,K", [(5, 2), (60, 10)])
+def test_selective_copy_memoryless_predictor_scores_the_baseline_exactly(N, K):
+    task = build_task("selective-copy", length=N, tokens=K)
+    b = task.batch("train", 32, gen(8))
+    logits = torch.full((32, N + K, 10), -1e4, dtype=torch.float64)
+    logits[:, :, 1:9] = 0.0                                           # uniform over 8 symbols
+    ce = F.cross_entropy(logits.transpose(1, 2), b.y, reduction="none")
+    assert masked_mean(ce, b.mask).item() == pytest.approx(math.log(8), rel=1e-12)
+    assert task.baseline == pytest.approx(math.log(8)) and task.dependency_chance == 1 / 8
+    assert task.decode(b.x[0])[-K:] == "|" * K
+
+
 # --- reverse / copy seq2seq --------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["reverse", "copy"])
@@ -156,14 +201,15 @@ def test_classify_label_is_a_function_of_the_prefix_alone():
 
 
 def test_synthetic_tasks_are_deterministic():
-    for name in ["adding", "copy", "reverse", "classify"]:
+    for name in ["adding", "copy", "selective-copy", "reverse", "classify"]:
         task = build_task(name)
         a, b, c = (task.batch("val", 8, gen(s)) for s in (1, 1, 2))
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
         assert not torch.equal(a.x, c.x)
 
 
-@pytest.mark.parametrize("name", ["adding", "copy", "reverse", "classify", "a13"])
+@pytest.mark.parametrize("name", ["adding", "copy", "selective-copy", "reverse", "classify",
+                                  "a13"])
 def test_val_batches_differ_from_train_batches_under_the_same_seed(name):
     task = build_task(name)
     tr = task.batch("train", 8, gen(11))

@@ -208,16 +208,7 @@ class RNNBase(_InitMixin, nn.Module):
                 x, flat_idx = _packed_to_padded(data, sizes)  # (T, B, I), rows by decreasing length
             batched = True
         else:
-            if not isinstance(input, Tensor):
-                raise TypeError(f"{name}: expected a Tensor or PackedSequence, "
-                                f"got {type(input).__name__}")
-            if input.dim() not in (2, 3):
-                raise ValueError(f"{name}: Expected input to be 2D or 3D, "
-                                 f"got {input.dim()}D tensor instead")
-            batched = input.dim() == 3
-            x = input if batched else input.unsqueeze(1)
-            if batched and self.batch_first:
-                x = x.transpose(0, 1)
+            x, batched = time_major(input, self.batch_first, name)
             sizes = sorted_idx = unsorted_idx = None
         self._check_input(x)
 
@@ -284,18 +275,7 @@ class RNNBase(_InitMixin, nn.Module):
         return layer_in, torch.stack(h_n), (torch.stack(c_n) if c0 is not None else None)
 
     def _check_input(self, x: Tensor) -> None:
-        if x.size(0) == 0:  # x is time-major here; torch raises the same
-            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-        if x.size(-1) != self.input_size:
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. "
-                               f"Expected {self.input_size}, got {x.size(-1)}")
-        w = self.weight_ih_l0
-        if x.dtype != w.dtype:  # torch raises ValueError here too
-            raise ValueError(f"{type(self).__name__} input dtype ({x.dtype}) does not match weight "
-                             f"dtype ({w.dtype}). Convert input: input.to({w.dtype}), or convert "
-                             f"model: model.to({x.dtype})")
-        if x.device != w.device:
-            raise RuntimeError(f"input is on {x.device} but the parameters are on {w.device}")
+        check_input(type(self).__name__, x, self.input_size, self.weight_ih_l0)
 
     def _initial_state(self, hx, x, B, batched, sorted_idx):
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)
@@ -329,6 +309,38 @@ class RNNBase(_InitMixin, nn.Module):
                 s = s.index_select(1, sorted_idx)
             out.append(s)
         return out[0], (out[1] if lstm else None)
+
+
+def time_major(input, batch_first: bool, name: str) -> tuple[Tensor, bool]:
+    """A Tensor input as torch.nn.RNN takes it, (T, B, I) ((B, T, I) when batch_first) or
+    unbatched (T, I) -> (time-major (T, B, I) view, batched)."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}: expected a Tensor or PackedSequence, "
+                        f"got {type(input).__name__}")
+    if input.dim() not in (2, 3):
+        raise ValueError(f"{name}: Expected input to be 2D or 3D, "
+                         f"got {input.dim()}D tensor instead")
+    batched = input.dim() == 3
+    x = input if batched else input.unsqueeze(1)
+    if batched and batch_first:
+        x = x.transpose(0, 1)
+    return x, batched
+
+
+def check_input(name: str, x: Tensor, input_size: int, w: Tensor) -> None:
+    """Time-major x (T, B, I) against the layer: T > 0, I = input_size, w's dtype and device
+    (torch raises the same errors)."""
+    if x.size(0) == 0:
+        raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+    if x.size(-1) != input_size:
+        raise RuntimeError(f"input.size(-1) must be equal to input_size. "
+                           f"Expected {input_size}, got {x.size(-1)}")
+    if x.dtype != w.dtype:  # torch raises ValueError here too
+        raise ValueError(f"{name} input dtype ({x.dtype}) does not match weight "
+                         f"dtype ({w.dtype}). Convert input: input.to({w.dtype}), or convert "
+                         f"model: model.to({x.dtype})")
+    if x.device != w.device:
+        raise RuntimeError(f"input is on {x.device} but the parameters are on {w.device}")
 
 
 def _packed_to_padded(data: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, Tensor]:

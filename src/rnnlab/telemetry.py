@@ -23,6 +23,12 @@ time steps t = 0..T−1 in input order (also for the reverse direction):
 
 With packed input (PackedSequence), step t averages over the sequences still active at t.
 
+The scan-trained layers (``ScanRNNBase``: rnnlab.MinGRU / MinLSTM / LRU) are recorded alike:
+``grad_h`` is ‖δ_t‖₂, the total adjoint of the state, δ_t = ∂L/∂h_t|local + conj(a_{t+1}) ⊙ δ_{t+1},
+which the scan's backward computes as a reverse scan (the complex 2-norm for the LRU's state);
+``grad_c`` is None; ``gates`` are minGRU's update gate "z" and minLSTM's normalised gates
+"f" = f/(f+i) and "i" = i/(f+i) (σ-valued: saturated below 0.05 or above 0.95); the LRU has none.
+
 The numbers are taken where the engine computes them anyway: the forward loop leaves the gates
 in a time-major buffer, the backward loop leaves the total ∂L/∂h_t (and ∂L/∂c_t) of every step in
 another; the statistics are a few batched reductions over those buffers after each loop.
@@ -49,6 +55,7 @@ from torch import Tensor, nn
 
 from .layers import RNNBase
 from .masks import lengths_to_mask
+from .scanrnn import ScanRNNBase
 
 SATURATION = 0.05  # σ gates: v < 0.05 or v > 0.95; tanh-valued: |v| > 0.95
 # What each recorded value is: σ gates in (0, 1), tanh-valued ones in (−1, 1); the RNN's "h"
@@ -57,6 +64,7 @@ GATE_KINDS = {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid",  # LS
               "r": "sigmoid", "z": "sigmoid", "n": "tanh",  # GRU
               "h": "tanh"}  # RNN (tanh; relu with nonlinearity="relu")
 SIGMOID_GATES = frozenset(n for n, kind in GATE_KINDS.items() if kind == "sigmoid")
+_RECURRENT = (RNNBase, ScanRNNBase)  # the layers a trace records
 
 
 def gate_kind(name: str, nonlinearity: str = "tanh") -> str:
@@ -139,6 +147,19 @@ class _Tap:
         self.calls.append(call)
         return call
 
+    def record_scan(self, gates: dict[str, Tensor], sizes) -> _Call:
+        """A scan layer's forward (``ScanRNNBase``): gates {name: (T, B, N)}, σ-valued, and the
+        step sizes (active rows per step). Returns the call record its backward will fill."""
+        call = _Call()
+        for name, v in gates.items():
+            v = v.detach()
+            mask = _active(sizes, v.shape[1], v)
+            sat = saturated(name, v).to(v.dtype)  # σ-valued: v < 0.05 or v > 0.95
+            call.gates[name] = {"mean": _step_mean(v.mean(2), mask, sizes),
+                                "saturated": _step_mean(sat.mean(2), mask, sizes)}
+        self.calls.append(call)
+        return call
+
 
 class CallRecord:
     """One forward/backward of a recurrent layer, all its layers and directions."""
@@ -179,9 +200,9 @@ class LayerRecord:
     """Everything recorded for one recurrent layer: ``calls`` (one ``CallRecord`` per forward,
     in order) and, for the last call, ``grad_h``, ``grad_c`` and ``gates``."""
 
-    def __init__(self, name: str, module: RNNBase):
+    def __init__(self, name: str, module: RNNBase | ScanRNNBase):
         self.name, self.module = name, module
-        self.taps = [_Tap(module.nonlinearity)
+        self.taps = [_Tap(getattr(module, "nonlinearity", None))
                      for _ in range(module.num_layers * module.num_directions)]
 
     @property
@@ -256,9 +277,9 @@ def trace(module: nn.Module):
     ``module`` during the forward and backward passes run inside the ``with`` block."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"trace expects an nn.Module, got {type(module).__name__}")
-    found = {name: m for name, m in module.named_modules() if isinstance(m, RNNBase)}
+    found = {name: m for name, m in module.named_modules() if isinstance(m, _RECURRENT)}
     if not found:
-        raise ValueError(f"no rnnlab recurrent layer (rnnlab.RNN/LSTM/GRU) in "
+        raise ValueError(f"no rnnlab recurrent layer (rnnlab.RNN/LSTM/GRU/MinGRU/MinLSTM/LRU) in "
                          f"{type(module).__name__}")
     busy = [name or type(m).__name__ for name, m in found.items() if m._taps is not None]
     if busy:

@@ -2,12 +2,12 @@
 
     from rnnlab.data import build_task, Batch, CharTokenizer, load_text, shakespeare_text
     task = build_task("shakespeare")            # or "text" (path=...), "a13", "adding",
-    batch = task.batch("train", 32, generator)  # "copy", "reverse", "classify"
+    batch = task.batch("train", 32, generator)  # "copy", "selective-copy", "reverse", "classify"
 
 Layout: ``text.py`` (shipped corpus, ``load_text``, ``CharTokenizer``, the character LM task),
-``a13.py`` (the tense grammar), ``synthetic.py`` (adding, copy memory, reverse, classify),
-``batching.py`` (``Batch``, padding, ``masked_mean``, ``pack``, ``batchify``), ``base.py`` (what
-every task has), ``tasks.py`` (``build_task``).
+``a13.py`` (the tense grammar), ``synthetic.py`` (adding, copy memory, selective copy, reverse,
+classify), ``batching.py`` (``Batch``, padding, ``masked_mean``, ``pack``, ``batchify``),
+``base.py`` (what every task has), ``tasks.py`` (``build_task``).
 """
 
 from .base import Task

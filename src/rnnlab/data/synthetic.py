@@ -10,6 +10,15 @@
   "blank" for the first T+10 steps and is uniform over the 8 symbols after, so its
   cross-entropy is 10·ln 8/(T+20) nats per step (``baseline``). The last 10 targets are the
   long-range ones (dep_mask), each at distance T+10 from the symbol it copies.
+* selective copy (Gu & Dao 2023, Mamba): the same alphabet as copy memory (0 noise, 1..8 data,
+  9 marker); input = ``length`` positions holding ``tokens`` data symbols at random positions
+  (drawn without replacement, uniformly) among noise, then ``tokens`` markers (length
+  ``length + tokens``); target at the markers = the data symbols in their order of appearance.
+  Where a symbol sits is random, so a model must decide from the content what to keep (a
+  time-invariant filter cannot), and nothing but the recall counts: ``mask`` (and dep_mask)
+  marks the ``tokens`` marker positions, each at its own distance from the symbol it recalls.
+  A memoryless predictor is uniform over the 8 symbols there: cross-entropy ln 8 nats per
+  counted step (``baseline``), accuracy 1/8 (``dependency_chance``).
 * reverse / copy for seq2seq: source lengths uniform in [min_len, max_len] over ``vocab`` data
   symbols; ids PAD=0, BOS=1, EOS=2, data 3..vocab+2; target = reversed source (or the source
   itself, mode="copy") then EOS.
@@ -96,6 +105,46 @@ class CopyMemoryTask(Task):
 
     def decode(self, ids) -> str:
         sym = {0: "_", 9: "|"}
+        return "".join(sym.get(int(i), str(int(i))) for i in ids)
+
+
+class SelectiveCopyTask(Task):
+    """Selective copy: recall, in order, the data symbols scattered among noise, at the markers."""
+
+    name = "selective-copy"
+    kind = "tagging"
+    OPTIONS = {"length": 100, "tokens": 10}
+    NOISE, MARKER, NUM_DATA = 0, 9, 8
+
+    def __init__(self, length: int = 100, tokens: int = 10):
+        self.tokens = check_int("tokens", tokens, 1)
+        self.length = check_int("length", length, self.tokens)
+        self.vocab_size = 10
+        self.num_outputs = 10
+        self.baseline = math.log(self.NUM_DATA)          # uniform over 8 symbols at the recall
+        self.dependency_chance = 1.0 / self.NUM_DATA
+
+    def batch(self, split, batch_size, generator=None, seq_len=None) -> Batch:
+        """x, y (B, length+tokens) long; mask = dep_mask = the recall steps; distance from each
+        recall step back to its symbol."""
+        generator = split_generator(split, generator)
+        B, N, K = check_batch_size(batch_size), self.length, self.tokens
+        # K distinct positions in [0, N), uniformly, in increasing order
+        where = torch.rand(B, N, generator=generator).argsort(1)[:, :K].sort(1).values
+        data = torch.randint(1, self.NUM_DATA + 1, (B, K), generator=generator)  # symbols 1..8
+        x = torch.full((B, N + K), self.NOISE, dtype=torch.long)
+        x.scatter_(1, where, data)
+        x[:, N:] = self.MARKER
+        y = torch.zeros(B, N + K, dtype=torch.long)
+        y[:, N:] = data                                  # the symbols, in order, at the markers
+        recall = torch.zeros(B, N + K, dtype=torch.bool)
+        recall[:, N:] = True
+        distance = torch.zeros(B, N + K, dtype=torch.long)
+        distance[:, N:] = torch.arange(N, N + K) - where  # recall step − symbol's position
+        return Batch(x=x, y=y, mask=recall, dep_mask=recall.clone(), distance=distance)
+
+    def decode(self, ids) -> str:
+        sym = {self.NOISE: "_", self.MARKER: "|"}
         return "".join(sym.get(int(i), str(int(i))) for i in ids)
 
 

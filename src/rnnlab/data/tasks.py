@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..errors import UserError
 from .a13 import A13Task
 from .base import Task
-from .synthetic import AddingTask, ClassifyTask, CopyMemoryTask, ReverseTask
+from .synthetic import AddingTask, ClassifyTask, CopyMemoryTask, ReverseTask, SelectiveCopyTask
 from .text import ShakespeareTask, TextFileTask
 
 TASKS: dict[str, type[Task]] = {
@@ -18,6 +18,7 @@ TASKS: dict[str, type[Task]] = {
     "a13": A13Task,
     "adding": AddingTask,
     "copy": CopyMemoryTask,
+    "selective-copy": SelectiveCopyTask,
     "reverse": ReverseTask,
     "classify": ClassifyTask,
 }
