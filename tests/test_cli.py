@@ -205,3 +205,16 @@ def test_evaluate_skips_unseen_characters_with_a_note(text_run, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["tokens"] == len(text) - 3 - 1
     assert "skipped 3" in r.stderr
+
+
+def test_train_and_sample_with_a_scan_backbone(corpus, tmp_path):
+    out = tmp_path / "lru"
+    r = run("train", "--text", corpus, *TINY, "--model", "lru", "--steps", 3, "--out", out)
+    assert r.exit_code == 0, r.output
+    r = run("sample", out, "--prime", "ROMEO", "--length", 20, "--seed", 1)
+    assert r.exit_code == 0 and r.stdout.startswith("ROMEO") and len(r.stdout) >= 25
+    r = run("train", "--task", "selective-copy", "--model", "mingru", "--hidden-size", 8,
+            "--batch-size", 4, "--steps", 2, "--quiet", "--out", tmp_path / "sc")
+    assert r.exit_code == 0, r.output
+    assert_user_error(run("train", "--model", "lru", "--init", "orthogonal", "--steps", 1,
+                          "--out", tmp_path / "x"), "recurrent_init")

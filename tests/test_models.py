@@ -126,7 +126,7 @@ def test_build_round_trips_through_json_config(name, cfg):
 
 @pytest.mark.parametrize("name,cfg,match", [
     ("transformer", {}, "lm, classifier, regressor, seq2seq"),
-    ("lm", dict(vocab_size=5, backbone="lstmx"), "rnn, lstm, gru, attention"),
+    ("lm", dict(vocab_size=5, backbone="lstmx"), "rnn, lstm, gru, mingru, minlstm, lru, attention"),
     ("lm", dict(vocab_size=5, hidden=3), "unknown option.*hidden_size"),
     ("lm", {}, "needs vocab_size"),
     ("lm", dict(vocab_size=0), "vocab_size must be a positive integer"),
@@ -498,3 +498,47 @@ def test_for_task_sizes_the_model_from_the_task():
     assert m.config["hidden_size"] == 8 and m.config["num_layers"] == 1
     lm = models.for_task(build_task("a13"), "lstm", hidden_size=None)  # None: the default
     assert lm.config["hidden_size"] == 256 and lm.config["num_layers"] == 2
+
+
+# ---- the scan backbones (minGRU, minLSTM, LRU) in every model ---------------------------------
+
+@pytest.mark.parametrize("backbone", ["mingru", "minlstm", "lru"])
+def test_scan_backbone_lm_generates_step_by_step_like_the_whole_prefix(backbone):
+    torch.manual_seed(0)
+    m = models.build("lm", vocab_size=7, backbone=backbone, hidden_size=8, num_layers=2).double()
+    assert m.backbone.scan == "parallel"
+    out = m.generate(torch.tensor([1, 2, 3]), 6, temperature=0)[0]
+    assert m.backbone.scan == "parallel"  # generation ran sequentially, then restored it
+    ids = [1, 2, 3]
+    with torch.no_grad():
+        for _ in range(6):  # no carried state: the whole prefix through the parallel scan
+            ids.append(int(m(torch.tensor([ids]))[0][0, -1].argmax()))
+    assert out.tolist() == ids[3:]
+    json.loads(json.dumps(m.config))  # plain config
+    assert models.build(**m.config).config == m.config
+
+
+@pytest.mark.parametrize("backbone", ["mingru", "minlstm", "lru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_scan_backbone_encoders_read_the_last_valid_step(backbone, bidirectional):
+    torch.manual_seed(0)
+    m = models.build("classifier", num_classes=3, vocab_size=6, backbone=backbone,
+                     hidden_size=5, bidirectional=bidirectional).double()
+    x = torch.randint(0, 6, (4, 9))
+    lengths = torch.tensor([9, 3, 6, 1])
+    z = m.encode(x, lengths)
+    for b in range(4):  # each row alone, unpadded, must give the same summary
+        alone = m.encode(x[b : b + 1, : lengths[b]])
+        torch.testing.assert_close(z[b : b + 1], alone, rtol=0, atol=1e-12)
+    reg = models.build("regressor", input_size=2, backbone=backbone, hidden_size=4)
+    assert reg(torch.randn(3, 5, 2)).shape == (3,)
+
+
+def test_scan_backbones_refuse_classic_only_options():
+    with pytest.raises(UserError, match="recurrent_init"):
+        models.build("lm", vocab_size=5, backbone="lru", recurrent_init="orthogonal")
+    with pytest.raises(UserError, match="forget_bias"):
+        models.build("lm", vocab_size=5, backbone="mingru", forget_bias=1.0)
+    with pytest.raises(UserError, match="seq2seq"):
+        from rnnlab.data import build_task
+        models.for_task(build_task("reverse"), "lru")

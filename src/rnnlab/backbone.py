@@ -2,7 +2,10 @@
 
 A task model (``rnnlab.models``) is an input layer, a backbone and a head. The backbone is one of
 
-- "rnn", "lstm", "gru": ``rnnlab.RNN/LSTM/GRU`` (batch-first), written from the equations;
+- "rnn", "lstm", "gru": ``rnnlab.RNN/LSTM/GRU`` (batch-first), written from the equations and
+  trained by explicit BPTT;
+- "mingru", "minlstm", "lru": ``rnnlab.MinGRU/MinLSTM/LRU``, diagonal linear recurrences
+  trained by a parallel scan (and generating one step at a time);
 - "attention": ``rnnlab.attention.AttentionStack``, a pre-norm Transformer stack;
 
 and its options live here, in one dataclass (as nanoGPT's ``GPTConfig``), so the models, the
@@ -17,15 +20,21 @@ import dataclasses
 import numbers
 from dataclasses import dataclass
 
+from torch import nn
+
 from . import layers
 from .attention import POSITIONAL, AttentionStack
 from .errors import UserError
+from .lru import LRU
+from .minrnn import MinGRU, MinLSTM
 
-RECURRENT = ("rnn", "lstm", "gru")
-BACKBONES = (*RECURRENT, "attention")
+RECURRENT = ("rnn", "lstm", "gru")  # classic cells, explicit BPTT
+SCAN = ("mingru", "minlstm", "lru")  # diagonal linear recurrences, parallel scan
+BACKBONES = (*RECURRENT, *SCAN, "attention")
 RECURRENT_INITS = ("default", "orthogonal")
 NONLINEARITIES = ("tanh", "relu")
-_LAYERS = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}
+_LAYERS = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU, "mingru": MinGRU,
+           "minlstm": MinLSTM, "lru": LRU}
 
 
 def positive_int(name: str, value) -> int:
@@ -95,23 +104,28 @@ class BackboneConfig:
                 raise UserError(f"hidden_size ({self.hidden_size}) must be divisible by "
                                 f"num_heads ({self.num_heads}) for the attention backbone")
             choice("positional", self.positional, POSITIONAL)
-            if self.recurrent_init != "default" or r is not None:
-                raise UserError("recurrent_init and spectral_radius apply to recurrent "
-                                "backbones (rnn, lstm, gru), not attention")
+        if self.backbone not in RECURRENT and (self.recurrent_init != "default" or r is not None):
+            raise UserError("recurrent_init and spectral_radius apply to the classic recurrent "
+                            f"backbones (rnn, lstm, gru), not {self.backbone}")
         return self
 
     @property
     def is_recurrent(self) -> bool:
-        return self.backbone in RECURRENT
+        """A layer called as layer(x, state) -> (output, state): classic cells and scans."""
+        return self.backbone in RECURRENT or self.backbone in SCAN
 
-    def recurrent(self, input_size: int, bidirectional: bool = False) -> layers.RNNBase:
+    def recurrent(self, input_size: int, bidirectional: bool = False) -> nn.Module:
         """The recurrent layer, batch-first, with rnnlab's init options."""
+        L = self.num_layers
+        if self.backbone in SCAN:
+            return _LAYERS[self.backbone](input_size, self.hidden_size, L, batch_first=True,
+                                          dropout=self.dropout if L > 1 else 0.0,
+                                          bidirectional=bidirectional)
         kw = {"recurrent_init": self.recurrent_init, "spectral_radius": self.spectral_radius}
         if self.backbone == "lstm":
             kw["forget_bias"] = self.forget_bias
         if self.backbone == "rnn":
             kw["nonlinearity"] = self.nonlinearity
-        L = self.num_layers
         return _LAYERS[self.backbone](input_size, self.hidden_size, L, batch_first=True,
                                       dropout=self.dropout if L > 1 else 0.0,
                                       bidirectional=bidirectional, **kw)

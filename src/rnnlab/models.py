@@ -1,7 +1,8 @@
 """Task models over a swappable backbone: LanguageModel, Classifier, Regressor, Seq2Seq.
 
 Every model takes its backbone by name — "rnn", "lstm", "gru" (rnnlab.RNN/LSTM/GRU, written from
-the equations) or "attention" (a pre-norm Transformer stack) — with the backbone's options
+the equations), "mingru", "minlstm", "lru" (parallel-scan recurrences) or "attention" (a pre-norm
+Transformer stack) — with the backbone's options
 (``rnnlab.backbone.BackboneConfig``: hidden_size, num_layers, dropout, forget_bias, ...) as
 keywords, keeps everything in ``.config`` (JSON-able, with "name"), so that
 ``build(**model.config)`` rebuilds the same architecture, and exposes ``.backbone`` and
@@ -33,6 +34,7 @@ from .attention import AttentionStack, TransformerBlock, padding_mask
 from .backbone import (
     BACKBONES,
     RECURRENT,
+    SCAN,
     BackboneConfig,
     backbone_config,
     choice,
@@ -41,7 +43,7 @@ from .backbone import (
 from .errors import UserError
 from .seq2seq import Seq2Seq
 
-__all__ = ["BACKBONES", "RECURRENT", "BackboneConfig", "LanguageModel", "Classifier",
+__all__ = ["BACKBONES", "RECURRENT", "SCAN", "BackboneConfig", "LanguageModel", "Classifier",
            "Regressor", "Seq2Seq", "MODELS", "build", "for_task", "param_counts"]
 
 
@@ -151,16 +153,23 @@ class LanguageModel(_Model):
         recurrent = not isinstance(self.backbone, AttentionStack)
         max_len = self.config.get("max_len") or 1024
         context = ids[:, -max_len:]
-        logits, state = self(context)
-        for _ in range(length):
-            nxt = _pick(logits[:, -1].float(), temperature, top_k, top_p, generator)  # (B,)
-            yield nxt
-            step = nxt.view(-1, 1).to(device)
-            if recurrent:
-                logits, state = self(step, state)
-            else:
-                context = torch.cat([context, step], 1)[:, -max_len:]
-                logits, _ = self(context)
+        scan = getattr(self.backbone, "scan", None)  # a scan layer generates step by step
+        try:
+            logits, state = self(context)
+            if scan is not None:
+                self.backbone.scan = "sequential"
+            for _ in range(length):
+                nxt = _pick(logits[:, -1].float(), temperature, top_k, top_p, generator)  # (B,)
+                yield nxt
+                step = nxt.view(-1, 1).to(device)
+                if recurrent:
+                    logits, state = self(step, state)
+                else:
+                    context = torch.cat([context, step], 1)[:, -max_len:]
+                    logits, _ = self(context)
+        finally:
+            if scan is not None:
+                self.backbone.scan = scan
 
     def generate(self, ids: Tensor, length: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
@@ -297,10 +306,14 @@ class _Encoder(_Model):
         if self.pooling == "mean":
             n = (torch.full((B,), T) if lengths is None else lengths).to(out.device, out.dtype)
             return out.sum(1) / n[:, None]  # Σ_valid y_t / len (padding outputs are zero)
+        D, H = rnn.num_directions, rnn.hidden_size
+        if not getattr(rnn, "state_is_output", True):  # the LRU: its state is not its output
+            n = torch.full((B,), T) if lengths is None else lengths
+            fwd = out[torch.arange(B), n.to(out.device) - 1, :H]  # y→ at each row's last step
+            return fwd if D == 1 else torch.cat([fwd, out[:, 0, H:]], 1)  # [y→_len ; y←_1]
         h_n = state[0] if isinstance(state, tuple) else state  # (L·D, B, H)
-        D = rnn.num_directions
-        last = h_n.view(rnn.num_layers, D, B, rnn.hidden_size)[-1]  # top layer, (D, B, H)
-        return last.permute(1, 0, 2).reshape(B, D * rnn.hidden_size)  # [h→_len ; h←_1]
+        last = h_n.view(rnn.num_layers, D, B, H)[-1]  # top layer, (D, B, H)
+        return last.permute(1, 0, 2).reshape(B, D * H)  # [h→_len ; h←_1]
 
 
 class Classifier(_Encoder):
@@ -394,9 +407,9 @@ def for_task(task, backbone: str = "lstm", **options) -> nn.Module:
     elif name == "regressor":
         sizes = dict(input_size=task.input_size)
     else:
-        if backbone == "attention":
-            raise UserError("seq2seq models need a recurrent backbone (rnn, lstm or gru), "
-                            "not attention")
+        if backbone not in RECURRENT:
+            raise UserError(f"seq2seq models need a classic recurrent backbone (rnn, lstm or "
+                            f"gru), not {backbone}")
         sizes = dict(src_vocab=task.vocab_size, tgt_vocab=task.num_outputs)
     return build(name, backbone=backbone, **sizes, **options)
 
