@@ -95,8 +95,8 @@ class TrainConfig:
         """Every bad value -> UserError naming the option (NaN and ±inf included)."""
         def integer(name, low):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise UserError(f"{name} must be an integer ≥ {low}, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v < 2**63:
+                raise UserError(f"{name} must be an integer in [{low}, 2^63), got {v!r}")
 
         def number(name, low, open_low=False, optional=False):
             v = getattr(self, name)
