@@ -30,11 +30,26 @@ class _Group(click.Group):
         except click.Abort:
             click.echo("error: aborted", err=True)
             sys.exit(130)
-        except (click.ClickException, UserError) as e:
+        except (click.ClickException, UserError, OSError, MemoryError) as e:
             if debug:
                 raise
-            msg = e.format_message() if isinstance(e, click.ClickException) else str(e)
+            if isinstance(e, click.ClickException):
+                msg = e.format_message()
+            elif isinstance(e, OSError):  # a path the system refused: name it
+                from .files import why
+                msg = f"{e.filename}: {why(e)}" if e.filename else why(e)
+            elif isinstance(e, MemoryError):
+                msg = "out of memory; use smaller sizes (--hidden-size, --batch-size, ...)"
+            else:
+                msg = str(e)
             click.echo(f"error: {' '.join(msg.split())}", err=True)
+            sys.exit(2)
+        except RuntimeError as e:  # torch's allocators say "out of memory" this way
+            if debug or "out of memory" not in str(e) and "can't allocate" not in str(e):
+                raise
+            first = str(e).strip().splitlines()[0][:200]
+            click.echo(f"error: out of memory ({first}); use smaller sizes (--hidden-size, "
+                       "--batch-size, ...)", err=True)
             sys.exit(2)
 
 
@@ -65,6 +80,7 @@ def _lazy(module: str, attr: str):
 
 
 _TC = _lazy("train", "TrainConfig")()  # every training default, from the one source
+_SEED = click.IntRange(min=0, max=2**63 - 1)  # what torch.Generator.manual_seed takes
 
 
 @main.command("train")
@@ -110,7 +126,7 @@ _TC = _lazy("train", "TrainConfig")()  # every training default, from the one so
               show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=_TC.checkpoint_every,
               show_default=True)
-@click.option("--seed", type=int, default=_TC.seed, show_default=True)
+@click.option("--seed", type=_SEED, default=_TC.seed, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Run directory (default: runs/<task>-<model>-<date>-<time>).")
@@ -185,7 +201,13 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
     if result.stopped != "steps":
         parts.append(f"stopped: {result.stopped}")
     click.echo(f"run: {result.out}  ({', '.join(parts)})")
-    if result.stopped in ("time", "interrupted"):
+    if result.stopped == "interrupted":
+        import signal as _signal
+        name = _signal.Signals(result.signal or 2).name
+        click.echo(f"stopped by {name} at step {result.step}: checkpoint saved "
+                   f"({result.checkpoint}); continue with: rnnlab train --resume {result.out}",
+                   err=True)
+    elif result.stopped == "time":
         click.echo(f"continue with: rnnlab train --resume {result.out}", err=True)
     elif (cfg or {}).get("task", {}).get("name") in _TEXT_TASKS:
         click.echo(f"sample with: rnnlab sample {result.out}", err=True)
@@ -211,7 +233,7 @@ def _load_for_cli(run: str, device: str):
               help="Sample only among the most likely tokens whose probability reaches P.")
 @click.option("--num-samples", type=click.IntRange(min=1, max=10**4), default=1,
               show_default=True, help="Independent samples, each after the prime.")
-@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=None,
+@click.option("--seed", type=_SEED, default=None,
               help="Seed for a repeatable sample (default: a fresh one each time).")
 @click.option("--verbose", is_flag=True, help="Print the seed used (to redraw a sample).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:i].")
@@ -247,48 +269,41 @@ def sample_cmd(run, prime, length, temperature, top_k, top_p, num_samples, seed,
 @click.argument("run", metavar="RUN_DIR|CKPT", type=click.Path(path_type=str))
 @click.option("--text", "text_path", type=click.Path(dir_okay=False, path_type=str),
               help="Score this UTF-8 text file (a text run only).")
+@click.option("--max-unseen", type=click.FloatRange(0, 1), default=0.10, show_default=True,
+              help="With --text: refuse when more than this fraction of its tokens are not "
+                   "in the model's vocabulary (they are skipped, not scored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--batches", type=click.IntRange(min=1, max=10**5), default=20, show_default=True,
               help="Validation batches (without --text).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:i].")
-def evaluate_cmd(run, text_path, as_json, batches, device):
-    """Score a run: on --text, nats/bits per char and perplexity; else its validation set."""
-    import math
-
+def evaluate_cmd(run, text_path, max_unseen, as_json, batches, device):
+    """Score a run on its validation set, or a text run on --text: loss (nats per token),
+    acc, bpc, ppl (the same keys both ways; --text adds the unseen tokens it skipped)."""
     from . import files, runs
     from .data import load_text
 
     r = _load_for_cli(run, device)
     if text_path is not None:
         if r.tokenizer is None or r.config.get("model", {}).get("name") != "lm":
-            raise UserError(f"{run} is not a text run: --text needs a character language model")
-        text = load_text(text_path)
-        unseen = r.tokenizer.unseen(text) if hasattr(r.tokenizer, "unseen") else {}
-        if unseen:  # rnnlab.data's policy for evaluation text: unseen characters are skipped
-            shown = ", ".join(repr(c) for c in sorted(unseen)[:10])
-            click.echo(f"note: skipped {sum(unseen.values())} occurrence(s) of "
-                       f"{len(unseen)} character(s) the model never saw: {shown}", err=True)
-        seq_len = r.config.get("task", {}).get("seq_len") or 256
-        s = r.model.score(r.tokenizer.encode(text, unknown="skip"), seq_len=seq_len)
-        nats = s["nats"]
-        m = {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
-             "perplexity": math.exp(min(nats, 700.0)), "tokens": s["tokens"]}
-        if as_json:
-            click.echo(files.dumps(m))
-        else:
-            click.echo(f"nats/char   {m['nats_per_char']:.4f}\n"
-                       f"bits/char   {m['bits_per_char']:.4f}\n"
-                       f"perplexity  {m['perplexity']:.3f}\n"
-                       f"characters  {m['tokens']}")
-        return
-    m = runs.evaluate_run(r, batches)
+            raise UserError(f"{run} is not a text run: --text needs a language model with a "
+                            "vocabulary (--task shakespeare or text)")
+        m = runs.score_text(r, load_text(text_path), max_unseen)
+        if m["unseen_tokens"]:
+            click.echo(f"note: skipped {m['unseen_tokens']} token(s) the model never saw "
+                       f"({m['unseen_fraction']:.1%} of the text)", err=True)
+        head = f"{text_path}, step {r.step}"
+    else:
+        m = runs.evaluate_run(r, batches)
+        head = f"{r.task.name} ({r.task.kind}), step {r.step}, {batches} validation batches"
     if as_json:
         click.echo(files.dumps(m))
         return
-    click.echo(f"{r.task.name} ({r.task.kind}), step {r.step}, {batches} validation batches")
+    click.echo(head)
     for k, v in m.items():
         if isinstance(v, dict):
             click.echo(f"{k:<22}" + "  ".join(f"{d}: {a:.3f}" for d, a in v.items()))
+        elif isinstance(v, int):
+            click.echo(f"{k:<22}{v}")
         else:
             click.echo(f"{k:<22}{v:.4f}")
 
@@ -302,7 +317,7 @@ def evaluate_cmd(run, text_path, as_json, batches, device):
 @click.option("--seq-len", type=click.IntRange(min=2), default=64, show_default=True,
               help="Steps to probe (synthetic tasks keep their own length).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the batch.")
+@click.option("--seed", type=_SEED, default=0, show_default=True, help="Seed of the batch.")
 @click.option("--no-figures", is_flag=True, help="Do not write RUN_DIR/figures/inspect_*.png.")
 def inspect_cmd(path: str, text: str | None, seq_len: int, batch_size: int, seed: int,
                 no_figures: bool) -> None:
@@ -337,12 +352,12 @@ def inspect_cmd(path: str, text: str | None, seq_len: int, batch_size: int, seed
 
 @main.command("study")
 @click.argument("name")
-@click.option("--quick", "profile", flag_value="quick", help="Tiny sizes: all studies ≤ 2 min.")
-@click.option("--full", "profile", flag_value="full", help="Publication sizes (slow).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--quick", is_flag=True, help="Tiny sizes: all studies ≤ 2 min.")
+@click.option("--full", is_flag=True, help="Publication sizes (slow).")
+@click.option("--seed", type=_SEED, default=0, show_default=True, help="Random seed.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Output folder (default: a new folder under runs/).")
-def study_cmd(name: str, profile: str | None, seed: int, out: str | None) -> None:
+def study_cmd(name: str, quick: bool, full: bool, seed: int, out: str | None) -> None:
     """Measure the notes' claims: NAME is a study (gradflow, regimes, ...) or 'all'.
 
     Writes results.json and figures/ (per study, in OUT/NAME/ for 'all') and OUT/report.html."""
@@ -352,20 +367,24 @@ def study_cmd(name: str, profile: str | None, seed: int, out: str | None) -> Non
     from rich.console import Console
     from rich.table import Table
 
-    from . import report, runs, studies
+    from . import files, report, rundir, runs, studies
 
-    profile = profile or "default"
+    if quick and full:
+        raise UserError("--quick and --full exclude each other: choose one")
+    profile = "quick" if quick else "full" if full else "default"
     if name != "all" and name not in studies.names():
         raise UserError(f"unknown study '{name}'; one of: all, {', '.join(studies.names())}")
-    out_dir = Path(out) if out else runs.new_run_dir(f"study-{name}")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} exists and is not a folder")
+    out_dir = rundir.make_dir(Path(out) if out else runs.new_run_dir(f"study-{name}"))
     t0 = time.perf_counter()
-    if name == "all":
-        results = studies.run_all(profile=profile, seed=seed, out=out_dir)
-    else:
-        results = {name: studies.run(name, profile=profile, seed=seed, out=out_dir)}
-    path = report.write_report(out_dir, order=studies.names())
+    try:
+        if name == "all":
+            results = studies.run_all(profile=profile, seed=seed, out=out_dir)
+        else:
+            results = {name: studies.run(name, profile=profile, seed=seed, out=out_dir)}
+        path = report.write_report(out_dir, order=studies.names())
+    except OSError as e:  # a figure or results.json the disk refused: name where
+        raise UserError(f"cannot write {e.filename or f'in {out_dir}'}: {files.why(e)}; what "
+                        "was written before is intact") from None
     table = Table(title=f"rnnlab study {name} ({profile}, seed {seed})")
     for col in ("study", "claim", "expected", "measured", "verdict"):
         table.add_column(col, overflow="fold")
