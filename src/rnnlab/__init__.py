@@ -18,8 +18,8 @@ __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "UserError", 
 
 _SUBMODULES = {"equations", "cells", "engine", "masks", "layers", "telemetry", "attention",
                "backbone", "models", "seq2seq", "data", "losses", "train", "seeding", "console",
-               "files", "runs", "rundir", "runload", "sizing", "checkpoint", "probes", "plots",
-               "studies", "report", "cli"}
+               "files", "runs", "rundir", "runload", "sizing", "configfile", "export",
+               "checkpoint", "probes", "plots", "studies", "report", "cli"}
 
 
 def __getattr__(name):

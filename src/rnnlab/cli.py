@@ -68,9 +68,57 @@ _TEXT_TASKS = ("shakespeare", "text")
 _LENGTH_OPTION = {"shakespeare": "seq_len", "text": "seq_len", "adding": "length",
                   "classify": "length"}  # the task option --seq-len sets
 # options that define a run: fixed once it exists, so --resume refuses to change them
-_RUN_OPTIONS = ("task", "text", "model", "hidden_size", "num_layers", "batch_size", "seq_len",
-                "optimizer", "lr", "clip", "dropout", "weight_decay", "forget_bias", "init",
-                "warmup", "decay", "tbptt", "eval_every", "checkpoint_every", "seed", "out")
+_RUN_OPTIONS = ("task", "text_path", "model", "hidden_size", "num_layers", "batch_size",
+                "seq_len", "optimizer", "lr", "clip", "dropout", "weight_decay", "forget_bias",
+                "init", "warmup", "decay", "tbptt", "eval_every", "checkpoint_every", "seed",
+                "tokens", "dtype", "config_path", "out")
+_FLAG = {"text_path": "text", "config_path": "config"}  # parameter -> its --flag
+# train's options -> (table, key) of a run's config (and of a --config file)
+_CONFIG_KEYS = {"task": ("task", "name"), "tokens": ("task", "tokens"),
+                "model": ("model", "backbone"), "hidden_size": ("model", "hidden_size"),
+                "num_layers": ("model", "num_layers"), "dropout": ("model", "dropout"),
+                "forget_bias": ("model", "forget_bias"), "init": ("model", "recurrent_init"),
+                **{k: ("train", k) for k in ("batch_size", "optimizer", "lr", "clip",
+                                             "weight_decay", "warmup", "decay", "tbptt", "steps",
+                                             "eval_every", "checkpoint_every", "seed", "dtype")}}
+
+
+def _run_config(ctx) -> tuple[str, dict]:
+    """A new run's task name and {"task", "model", "train"} options: the defaults, then the
+    --config file, then what the command line gave."""
+    from pathlib import Path
+
+    from . import configfile
+
+    p = ctx.params
+    on_line = lambda name: ctx.get_parameter_source(name) == \
+        click.core.ParameterSource.COMMANDLINE
+    file = configfile.read(p["config_path"]) if p["config_path"] else {}
+    given: dict = {s: {} for s in configfile.SECTIONS}
+    defaults: dict = {s: {} for s in configfile.SECTIONS}
+    for param, (sec, key) in _CONFIG_KEYS.items():
+        if p[param] is not None:
+            (given if on_line(param) else defaults)[sec][key] = p[param]
+    defaults["train"].setdefault("steps", _TC.steps)
+    if p["text_path"] is not None:  # --text implies --task text
+        given["task"]["path"] = str(Path(p["text_path"]).resolve())
+        given["task"].setdefault("name", "text")
+    merged = configfile.layered(defaults, file, given)
+    task, model = merged["task"].pop("name"), merged["model"]
+    if task == "text" and not merged["task"].get("path"):
+        raise UserError("--task text needs --text PATH")
+    if p["text_path"] is not None and task != "text":
+        raise UserError(f"--text goes with --task text, not --task {task}")
+    if "tokens" in merged["task"] and task not in _TEXT_TASKS:
+        raise UserError(f"--tokens applies to text tasks (shakespeare, text), not {task}")
+    if p["seq_len"] is not None:
+        if task not in _LENGTH_OPTION:
+            raise UserError(f"--seq-len does not apply to --task {task} (its sequences "
+                            "have their own structure)")
+        merged["task"][_LENGTH_OPTION[task]] = p["seq_len"]
+    if model.get("forget_bias") is not None and model.get("backbone", "lstm") != "lstm":
+        raise UserError(f"--forget-bias applies to --model lstm, not {model['backbone']}")
+    return task, merged
 
 
 def _lazy(module: str, attr: str):
@@ -127,6 +175,14 @@ _SEED = click.IntRange(min=0, max=2**63 - 1)  # what torch.Generator.manual_seed
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=_TC.checkpoint_every,
               show_default=True)
 @click.option("--seed", type=_SEED, default=_TC.seed, show_default=True)
+@click.option("--tokens", type=click.Choice(_lazy("data", "TOKENS")), default=None,
+              help="Text tasks: model characters (default) or words and punctuation.")
+@click.option("--dtype", type=click.Choice(_lazy("train", "DTYPES")), default=_TC.dtype,
+              show_default=True,
+              help="bfloat16: mixed precision (autocast, CPU and CUDA); float64: all double.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=str),
+              default=None, metavar="FILE",
+              help="Options from a TOML file or a run's config.json; options given here win.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Run directory (default: runs/<task>-<model>-<date>-<time>).")
@@ -136,8 +192,8 @@ _SEED = click.IntRange(min=0, max=2**63 - 1)  # what torch.Generator.manual_seed
 @click.pass_context
 def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, seq_len,
               optimizer, lr, clip, dropout, weight_decay, forget_bias, init, warmup, decay,
-              tbptt, steps, time_budget, eval_every, checkpoint_every, seed, device, out,
-              resume, quiet):
+              tbptt, steps, time_budget, eval_every, checkpoint_every, seed, tokens, dtype,
+              config_path, device, out, resume, quiet):
     """Train a model (default: a 2-layer char LSTM on Shakespeare) with checkpoints."""
     import math
     from pathlib import Path
@@ -147,43 +203,21 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
     if time_budget is not None and not (math.isfinite(time_budget) and time_budget > 0):
         raise UserError(f"--time-budget must be a positive number of seconds, got {time_budget}")
     if resume is not None:
-        given = [p for p in _RUN_OPTIONS if ctx.get_parameter_source(p if p != "text" else
-                 "text_path") == click.core.ParameterSource.COMMANDLINE]
+        given = [p for p in _RUN_OPTIONS if ctx.get_parameter_source(p) ==
+                 click.core.ParameterSource.COMMANDLINE]
         if given:
-            flags = ", ".join("--" + p.replace("_", "-") for p in given)
+            flags = ", ".join("--" + _FLAG.get(p, p).replace("_", "-") for p in given)
             raise UserError(f"{flags} cannot be changed when resuming (the run keeps its own "
                             "settings); only --steps, --time-budget and --device may be given")
         runs.resolve_device(device)
         out_dir = Path(resume)
         cfg = None
     else:
-        if text_path is not None and ctx.get_parameter_source("task") != \
-                click.core.ParameterSource.COMMANDLINE:
-            task = "text"
-        if task == "text" and text_path is None:
-            raise UserError("--task text needs --text PATH")
-        if text_path is not None and task != "text":
-            raise UserError(f"--text goes with --task text, not --task {task}")
         runs.resolve_device(device)
-        task_options = {"path": str(Path(text_path).resolve())} if task == "text" else {}
-        if seq_len is not None:
-            if task not in _LENGTH_OPTION:
-                raise UserError(f"--seq-len does not apply to --task {task} (its sequences "
-                                "have their own structure)")
-            task_options[_LENGTH_OPTION[task]] = seq_len
-        if forget_bias is not None and model != "lstm":
-            raise UserError(f"--forget-bias applies to --model lstm, not {model}")
-        model_options = {"backbone": model, "hidden_size": hidden_size,
-                         "num_layers": num_layers, "dropout": dropout,
-                         "forget_bias": forget_bias, "recurrent_init": init}
-        cfg = runs.new_config(task, task_options, model_options, steps=steps or _TC.steps,
-                              batch_size=batch_size, optimizer=optimizer, lr=lr,
-                              weight_decay=weight_decay, clip=clip, warmup=warmup, decay=decay,
-                              tbptt=tbptt, eval_every=eval_every,
-                              checkpoint_every=checkpoint_every, seed=seed)
-        out_dir = Path(out) if out else runs.new_run_dir(f"{task}-{model}")
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"--out {out_dir} exists and is not a folder")
+        name, merged = _run_config(ctx)
+        cfg = runs.new_config(name, merged["task"], merged["model"], **merged["train"])
+        out_dir = Path(out) if out else runs.new_run_dir(
+            f"{name}-{cfg['model'].get('backbone', 'model')}")
     try:
         result = runs.train_run(out_dir, cfg, resume=resume is not None, steps=steps,
                                 time_budget=time_budget, device=device, progress=not quiet)
@@ -254,13 +288,16 @@ def sample_cmd(run, prime, length, temperature, top_k, top_p, num_samples, seed,
     if verbose:
         click.echo(f"seed: {seed}", err=True)
     gen = torch.Generator().manual_seed(seed)
-    ids = r.tokenizer.encode(prime or "\n")
+    tok = r.tokenizer
+    start = prime or ("\n" if "\n" in tok else tok.decode([0]))  # a new line, if it knows one
+    ids = tok.encode(start)
     for k in range(num_samples):
         if num_samples > 1:
             click.echo(f"--- sample {k + 1} ---")
         click.echo(prime, nl=False)
+        push = tok.decoder(start)  # words: joined to what came before (no space before ",")
         for nxt in r.model.stream(ids, length, temperature, top_k, top_p, gen):
-            sys.stdout.write(r.tokenizer.decode(nxt.cpu()))
+            sys.stdout.write(push(nxt.cpu()))
             sys.stdout.flush()
         click.echo()
 
@@ -306,6 +343,29 @@ def evaluate_cmd(run, text_path, max_unseen, as_json, batches, device):
             click.echo(f"{k:<22}{v}")
         else:
             click.echo(f"{k:<22}{v:.4f}")
+
+
+@main.command("export")
+@click.argument("run", metavar="RUN_DIR|CKPT", type=click.Path(path_type=str))
+@click.option("--format", "fmt", type=click.Choice(_lazy("export", "FORMATS")),
+              default="torchscript", show_default=True,
+              help="onnx needs the onnx extra: pip install \"rnnlab[onnx]\".")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The file to write.")
+def export_cmd(run, fmt, out):
+    """Write a run's model as TorchScript or ONNX, checked: it must give the run's logits.
+
+    Input: token ids (B, T) (or features (B, T, F)); output: the logits. The run's config and
+    vocabulary travel inside the file (TorchScript: extra file rnnlab.json; ONNX: metadata)."""
+    from . import export
+
+    r = _load_for_cli(run, "cpu")
+    meta = {"config": r.config, "step": r.step,
+            "tokenizer": r.tokenizer.to_dict() if r.tokenizer is not None else None}
+    res = export.export(r.model, out, fmt, meta)
+    shape = "×".join(map(str, res["checked_on"]))
+    click.echo(f"exported: {res['path']} ({fmt}); its logits equal the run's to "
+               f"{res['max_abs_diff']:.1e} on a {shape} input")
 
 
 # ---- inspect (rnnlab.runs, rnnlab.probes) -------------------------------------------------

@@ -48,7 +48,7 @@ class Run:
 
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
     """Load a run directory or checkpoint file: rebuild the model and task, move to ``device``."""
-    from .data import CharTokenizer
+    from .data import tokenizer_from_dict
 
     file = checkpoint.find(path)
     payload = checkpoint.load(file)
@@ -59,6 +59,8 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         raise UserError(f"{file}: the checkpoint's config names no model")
     try:
         model = models.build(name, **model_cfg)
+        if (config.get("train") or {}).get("dtype") == "float64":
+            model.double()  # a float64 run keeps its precision
         model.load_state_dict(payload["model"])
     except UserError:
         raise
@@ -68,7 +70,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     model.to(device).eval()
 
     tok = payload.get("tokenizer")
-    tokenizer = CharTokenizer.from_dict(tok) if tok else None
+    tokenizer = tokenizer_from_dict(tok) if tok else None
     task, task_error = None, None
     task_cfg = dict(config.get("task") or {})
     task_name = task_cfg.pop("name", None)
@@ -101,7 +103,8 @@ MAX_UNSEEN = 0.10  # evaluate --text refuses a text with more of its tokens unse
 
 def score_text(run: Run, text: str, max_unseen: float = MAX_UNSEEN) -> dict:
     """A text run's figures on ``text``, with the keys of ``evaluate_run`` ("loss" in nats per
-    token, "acc", "bpc" = loss / ln 2, "ppl", "tokens") plus "unseen_tokens" and
+    token, "acc", "bpc" = loss / ln 2, "ppl", "tokens"; word runs: "bpc" per character of the
+    text, whitespace included, with "bits_per_token" and "characters") plus "unseen_tokens" and
     "unseen_fraction": the text's tokens outside the vocabulary, which are skipped (they are
     not scored). UserError when that fraction exceeds ``max_unseen``: such a text is mostly
     something the model never saw, and its score would describe the few tokens left."""
@@ -119,9 +122,14 @@ def score_text(run: Run, text: str, max_unseen: float = MAX_UNSEEN) -> dict:
     seq_len = run.config.get("task", {}).get("seq_len") or 256
     s = run.model.score(tok.encode(text, unknown="skip"), seq_len=seq_len)
     nats = s["nats"]
-    return {"loss": nats, "acc": s["acc"], "bpc": nats / math.log(2),
-            "ppl": math.exp(min(nats, 700.0)), "tokens": s["tokens"],
-            "unseen_tokens": n_unseen, "unseen_fraction": frac}
+    m = {"loss": nats, "acc": s["acc"], "bpc": nats / math.log(2),
+         "ppl": math.exp(min(nats, 700.0)), "tokens": s["tokens"],
+         "unseen_tokens": n_unseen, "unseen_fraction": frac}
+    if tok.type == "word":  # per token, and per character of the text (whitespace included)
+        m["bits_per_token"] = m["bpc"]
+        m["bpc"] = nats * s["tokens"] / math.log(2) / len(text)
+        m["characters"] = len(text)
+    return m
 
 
 def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed: int = 0,
@@ -152,11 +160,11 @@ def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed
         from .data import load_text
 
         if run.tokenizer is None:
-            raise UserError("--text needs a run trained on text (it has no character tokenizer)")
+            raise UserError("--text needs a run trained on text (it has no tokenizer)")
         ids = run.tokenizer.encode(load_text(text))[:seq_len]
         if ids.numel() < 2:
-            raise UserError(f"--text {text}: need at least 2 characters, got {ids.numel()}")
-        x, what = ids.unsqueeze(0), f"{ids.numel()} characters of {text}"
+            raise UserError(f"--text {text}: need at least 2 tokens, got {ids.numel()}")
+        x, what = ids.unsqueeze(0), f"{ids.numel()} {run.tokenizer.type}s of {text}"
     else:
         if run.task is None:
             raise UserError(f"cannot rebuild the run's task ({run.task_error}); "
@@ -166,13 +174,15 @@ def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed
         sizing.check(need, losses.model_device(run.model),
                      f"probing a batch of {batch_size} × {one.x.shape[1]} steps",
                      "use a smaller --batch-size or --seq-len")
-        batch = run.task.batch("val", batch_size, gen, seq_len=seq_len)
+        p = next(run.model.parameters())
+        batch = run.task.batch("val", batch_size, gen, seq_len=seq_len).to(p.device, p.dtype)
         x, kind = batch.x, run.task.kind
         what = f"validation batch of task {run.task.name!r}, x {tuple(x.shape)}"
         if batch.lengths is not None:  # the probes run unpadded sequences: the full-length rows
             x = x[batch.lengths == batch.lengths.max()]
             what += f" (probes on its {x.shape[0]} full-length rows)"
-    x = x.to(next(run.model.parameters()).device)
+    p = next(run.model.parameters())
+    x = x.to(p.device, p.dtype if x.is_floating_point() else None)
     if text is not None:
         res = probes.checklist(run.model, x, threshold=threshold)
     else:
