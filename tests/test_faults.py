@@ -324,6 +324,23 @@ def test_sigterm_and_sighup_finish_the_step_checkpoint_and_say_how_to_resume(
     assert_resumes_exactly(out, n + 3, tmp_path)
 
 
+def test_a_signal_before_training_starts_is_one_line(corpus, tmp_path, monkeypatch):
+    real = runs.new_config
+
+    def slow_start(*a, **k):  # SIGTERM arrives while the run is being set up
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(runs, "new_config", slow_start)
+    before = signal.getsignal(signal.SIGTERM)
+    r = cli("train", "--text", corpus, *TINY, "--out", tmp_path / "run")
+    assert r.exit_code == 143
+    assert r.stderr.strip() == "error: stopped by SIGTERM before training started: no " \
+                               "checkpoint yet, nothing to resume"
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+    assert not (tmp_path / "run").exists()
+
+
 # ---- a full disk -----------------------------------------------------------------------------
 
 FILL = """import os, sys

@@ -14,6 +14,31 @@ from . import __version__
 from .errors import UserError
 
 
+class _StoppedEarly(BaseException):
+    """SIGTERM or SIGHUP before training started (rnnlab.runs handles them from then on)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_EARLY: dict = {}  # the handlers _stop_early_on_signals replaced, restored on the way out
+
+
+def _stop_early_on_signals() -> None:
+    """Until training starts, SIGTERM/SIGHUP stop the command with one line (not silently)."""
+    import signal
+
+    def stop(signum, frame):
+        raise _StoppedEarly(signum)
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        try:
+            _EARLY.setdefault(sig, signal.signal(sig, stop))
+        except (TypeError, ValueError):  # no such signal here, or not the main thread
+            pass
+
+
 class _Group(click.Group):
     """A click group whose usage errors and UserErrors are one line on stderr, exit code 2."""
 
@@ -30,6 +55,11 @@ class _Group(click.Group):
         except click.Abort:
             click.echo("error: aborted", err=True)
             sys.exit(130)
+        except _StoppedEarly as e:
+            import signal
+            click.echo(f"error: stopped by {signal.Signals(e.signum).name} before training "
+                       "started: no checkpoint yet, nothing to resume", err=True)
+            sys.exit(128 + e.signum)
         except (click.ClickException, UserError, OSError, MemoryError) as e:
             if debug:
                 raise
@@ -51,6 +81,11 @@ class _Group(click.Group):
             click.echo(f"error: out of memory ({first}); use smaller sizes (--hidden-size, "
                        "--batch-size, ...)", err=True)
             sys.exit(2)
+        finally:
+            import signal
+            while _EARLY:
+                sig, handler = _EARLY.popitem()
+                signal.signal(sig, handler)
 
 
 @click.group(cls=_Group, no_args_is_help=True,
@@ -81,44 +116,6 @@ _CONFIG_KEYS = {"task": ("task", "name"), "tokens": ("task", "tokens"),
                 **{k: ("train", k) for k in ("batch_size", "optimizer", "lr", "clip",
                                              "weight_decay", "warmup", "decay", "tbptt", "steps",
                                              "eval_every", "checkpoint_every", "seed", "dtype")}}
-
-
-def _run_config(ctx) -> tuple[str, dict]:
-    """A new run's task name and {"task", "model", "train"} options: the defaults, then the
-    --config file, then what the command line gave."""
-    from pathlib import Path
-
-    from . import configfile
-
-    p = ctx.params
-    on_line = lambda name: ctx.get_parameter_source(name) == \
-        click.core.ParameterSource.COMMANDLINE
-    file = configfile.read(p["config_path"]) if p["config_path"] else {}
-    given: dict = {s: {} for s in configfile.SECTIONS}
-    defaults: dict = {s: {} for s in configfile.SECTIONS}
-    for param, (sec, key) in _CONFIG_KEYS.items():
-        if p[param] is not None:
-            (given if on_line(param) else defaults)[sec][key] = p[param]
-    defaults["train"].setdefault("steps", _TC.steps)
-    if p["text_path"] is not None:  # --text implies --task text
-        given["task"]["path"] = str(Path(p["text_path"]).resolve())
-        given["task"].setdefault("name", "text")
-    merged = configfile.layered(defaults, file, given)
-    task, model = merged["task"].pop("name"), merged["model"]
-    if task == "text" and not merged["task"].get("path"):
-        raise UserError("--task text needs --text PATH")
-    if p["text_path"] is not None and task != "text":
-        raise UserError(f"--text goes with --task text, not --task {task}")
-    if "tokens" in merged["task"] and task not in _TEXT_TASKS:
-        raise UserError(f"--tokens applies to text tasks (shakespeare, text), not {task}")
-    if p["seq_len"] is not None:
-        if task not in _LENGTH_OPTION:
-            raise UserError(f"--seq-len does not apply to --task {task} (its sequences "
-                            "have their own structure)")
-        merged["task"][_LENGTH_OPTION[task]] = p["seq_len"]
-    if model.get("forget_bias") is not None and model.get("backbone", "lstm") != "lstm":
-        raise UserError(f"--forget-bias applies to --model lstm, not {model['backbone']}")
-    return task, merged
 
 
 def _lazy(module: str, attr: str):
@@ -200,6 +197,7 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
 
     from . import runs
 
+    _stop_early_on_signals()  # train_run takes over (finish the step, checkpoint) once it starts
     if time_budget is not None and not (math.isfinite(time_budget) and time_budget > 0):
         raise UserError(f"--time-budget must be a positive number of seconds, got {time_budget}")
     if resume is not None:
@@ -214,7 +212,11 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
         cfg = None
     else:
         runs.resolve_device(device)
-        name, merged = _run_config(ctx)
+        from . import configfile
+
+        name, merged = configfile.from_command_line(
+            ctx.params, lambda p: ctx.get_parameter_source(p) ==
+            click.core.ParameterSource.COMMANDLINE, _CONFIG_KEYS, _LENGTH_OPTION, _TC.steps)
         cfg = runs.new_config(name, merged["task"], merged["model"], **merged["train"])
         out_dir = Path(out) if out else runs.new_run_dir(
             f"{name}-{cfg['model'].get('backbone', 'model')}")
@@ -389,10 +391,15 @@ def inspect_cmd(path: str, text: str | None, seq_len: int, batch_size: int, seed
     from rich.table import Table
 
     from . import runs
+    from .files import why
 
-    with Console(stderr=True).status("probing the run ..."):
-        res = runs.inspect_run(path, text=text, seq_len=seq_len, batch_size=batch_size,
-                                 seed=seed, figures=not no_figures)
+    try:
+        with Console(stderr=True).status("probing the run ..."):
+            res = runs.inspect_run(path, text=text, seq_len=seq_len, batch_size=batch_size,
+                                   seed=seed, figures=not no_figures)
+    except OSError as e:  # the figures could not be written: say where, and how to skip them
+        raise UserError(f"cannot write {e.filename or 'the figures'}: {why(e)} "
+                        "(--no-figures skips them)") from None
     table = Table(title=f"rnnlab inspect {res['checkpoint']} (step {res['step']})",
                   caption=f"input: {res['input']}")
     for col in ("check", "value", "status", "note"):

@@ -136,3 +136,40 @@ def layered(defaults: dict, file: dict, given: dict) -> dict:
                     if v is not None}
     out["task"]["name"] = name
     return out
+
+
+def from_command_line(params: dict, on_line, keys: dict, length_option: dict,
+                      steps: int) -> tuple[str, dict]:
+    """``rnnlab train``'s new run: (task name, {"task", "model", "train"} options) from the
+    defaults, then the ``--config`` file, then the options given on the command line.
+
+    ``params``: the command's parameters by name; ``on_line(name)``: whether it was given;
+    ``keys``: parameter -> (table, key); ``length_option``: task -> the option --seq-len sets.
+    """
+    p = params
+    file = read(p["config_path"]) if p["config_path"] else {}
+    given: dict = {s: {} for s in SECTIONS}
+    defaults: dict = {s: {} for s in SECTIONS}
+    for param, (sec, key) in keys.items():
+        if p[param] is not None:
+            (given if on_line(param) else defaults)[sec][key] = p[param]
+    defaults["train"].setdefault("steps", steps)
+    if p["text_path"] is not None:  # --text implies --task text
+        given["task"]["path"] = str(Path(p["text_path"]).resolve())
+        given["task"].setdefault("name", "text")
+    merged = layered(defaults, file, given)
+    task, model = merged["task"].pop("name"), merged["model"]
+    if task == "text" and not merged["task"].get("path"):
+        raise UserError("--task text needs --text PATH")
+    if p["text_path"] is not None and task != "text":
+        raise UserError(f"--text goes with --task text, not --task {task}")
+    if "tokens" in merged["task"] and "tokens" not in TASKS[task].OPTIONS:
+        raise UserError(f"--tokens applies to text tasks (shakespeare, text), not {task}")
+    if p["seq_len"] is not None:
+        if task not in length_option:
+            raise UserError(f"--seq-len does not apply to --task {task} (its sequences "
+                            "have their own structure)")
+        merged["task"][length_option[task]] = p["seq_len"]
+    if model.get("forget_bias") is not None and model.get("backbone", "lstm") != "lstm":
+        raise UserError(f"--forget-bias applies to --model lstm, not {model['backbone']}")
+    return task, merged
