@@ -83,12 +83,14 @@ def test_evaluate_json_on_a_text(text_run, tmp_path):
     r = run("evaluate", text_run, "--text", p, "--json")
     assert r.exit_code == 0, r.output
     m = json.loads(r.stdout)
-    assert set(m) == {"nats_per_char", "bits_per_char", "perplexity", "tokens"}
-    assert m["bits_per_char"] == pytest.approx(m["nats_per_char"] / math.log(2), rel=1e-12)
-    assert m["perplexity"] == pytest.approx(math.exp(m["nats_per_char"]), rel=1e-12)
-    assert m["tokens"] == len(text) - 1
+    assert set(m) == {"loss", "acc", "bpc", "ppl", "tokens", "unseen_tokens", "unseen_fraction"}
+    assert m["bpc"] == pytest.approx(m["loss"] / math.log(2), rel=1e-12)
+    assert m["ppl"] == pytest.approx(math.exp(m["loss"]), rel=1e-12)
+    assert m["tokens"] == len(text) - 1 and m["unseen_tokens"] == 0
     plain = run("evaluate", text_run, "--text", p)
-    assert plain.exit_code == 0 and "bits/char" in plain.stdout and "perplexity" in plain.stdout
+    assert plain.exit_code == 0 and "bpc" in plain.stdout and "ppl" in plain.stdout
+    val = json.loads(run("evaluate", text_run, "--json", "--batches", 1).stdout)
+    assert {"loss", "acc", "bpc", "ppl", "tokens"} <= set(val) & set(m)  # one set of keys
 
 
 def test_evaluate_validation_set(text_run, adding_run):
@@ -203,7 +205,9 @@ def test_evaluate_skips_unseen_characters_with_a_note(text_run, tmp_path):
     p.write_text(text, encoding="utf-8")
     r = run("evaluate", text_run, "--text", p, "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["tokens"] == len(text) - 3 - 1
+    m = json.loads(r.stdout)
+    assert m["tokens"] == len(text) - 3 - 1
+    assert m["unseen_tokens"] == 3 and m["unseen_fraction"] == pytest.approx(3 / len(text))
     assert "skipped 3" in r.stderr
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab import checkpoint, runs, train
+from rnnlab import checkpoint, rundir, runs, train
 from rnnlab.data import shakespeare_text
 
 
@@ -143,7 +143,7 @@ def test_tensorboard_scalars_when_available(tmp_path, monkeypatch):
         def close(self):
             written.append("closed")
 
-    monkeypatch.setattr(runs, "_tensorboard", lambda out, step: runs._TensorBoard(Writer()))
+    monkeypatch.setattr(rundir, "tensorboard", lambda out, step: rundir.TensorBoard(Writer()))
     runs.train_run(tmp_path / "run", tiny_config(text_file(tmp_path), steps=10), progress=False)
     tags = {t[0] for t in written[:-1]}
     assert {"loss", "grad_norm", "lr", "val/loss", "val/bpc"} <= tags and written[-1] == "closed"

@@ -21,8 +21,9 @@ __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "Mi
 
 _SUBMODULES = {"equations", "cells", "engine", "masks", "layers", "scan", "scanrnn", "minrnn",
                "lru", "telemetry", "attention", "backbone", "models", "seq2seq", "data",
-               "losses", "train", "seeding", "console", "files", "runs", "checkpoint", "probes",
-               "plots", "studies", "report", "cli"}
+               "losses", "train", "seeding", "console", "files", "runs", "rundir", "runload",
+               "sizing", "configfile", "export", "checkpoint", "probes", "plots", "studies",
+               "report", "cli"}
 
 
 def __getattr__(name):

@@ -37,9 +37,14 @@ _LAYERS = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU, "mingru": 
            "minlstm": MinLSTM, "lru": LRU}
 
 
+MAX_SIZE = 2**31 - 1  # a tensor dimension beyond this is no size a model can have
+
+
 def positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise UserError(f"{name} must be a positive integer, got {value!r}")
+    if value > MAX_SIZE:
+        raise UserError(f"{name} must be at most {MAX_SIZE} (2^31 - 1), got {value}")
     return int(value)
 
 

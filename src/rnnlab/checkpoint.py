@@ -9,7 +9,9 @@ the run's configuration::
 
 - ``save`` is atomic: it writes a temporary file in the same directory, flushes and fsyncs it,
   then ``os.replace``-s it over the target, so a crash (even ``kill -9``) leaves either the old
-  file or the new one, never half of one.
+  file or the new one, never half of one. The payload is serialised in memory first and then
+  written, so a full disk or a refused write is an ``OSError`` naming the checkpoint (torch's
+  own writer reports it as an unrelated RuntimeError) and the old file stays as it was.
 - ``load`` uses ``torch.load(weights_only=True)``: only tensors and plain containers can come
   back, so a file holding a pickle that would run code is refused, not executed. Corrupt,
   truncated and foreign files (a ``.pt`` that is not an rnnlab checkpoint) are ``UserError``s.
@@ -19,6 +21,7 @@ the run's configuration::
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -39,8 +42,10 @@ BEST = "best.pt"   # the checkpoint with the best validation loss so far
 
 def save(path: str | os.PathLike, payload: dict) -> Path:
     """Write ``payload`` to ``path`` atomically (temp file in the same dir, fsync, os.replace)."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buf)
     with files.atomic(path) as f:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+        f.write(buf.getbuffer())
     return Path(path)
 
 

@@ -14,6 +14,31 @@ from . import __version__
 from .errors import UserError
 
 
+class _StoppedEarly(BaseException):
+    """SIGTERM or SIGHUP before training started (rnnlab.runs handles them from then on)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_EARLY: dict = {}  # the handlers _stop_early_on_signals replaced, restored on the way out
+
+
+def _stop_early_on_signals() -> None:
+    """Until training starts, SIGTERM/SIGHUP stop the command with one line (not silently)."""
+    import signal
+
+    def stop(signum, frame):
+        raise _StoppedEarly(signum)
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        try:
+            _EARLY.setdefault(sig, signal.signal(sig, stop))
+        except (TypeError, ValueError):  # no such signal here, or not the main thread
+            pass
+
+
 class _Group(click.Group):
     """A click group whose usage errors and UserErrors are one line on stderr, exit code 2."""
 
@@ -30,12 +55,37 @@ class _Group(click.Group):
         except click.Abort:
             click.echo("error: aborted", err=True)
             sys.exit(130)
-        except (click.ClickException, UserError) as e:
+        except _StoppedEarly as e:
+            import signal
+            click.echo(f"error: stopped by {signal.Signals(e.signum).name} before training "
+                       "started: no checkpoint yet, nothing to resume", err=True)
+            sys.exit(128 + e.signum)
+        except (click.ClickException, UserError, OSError, MemoryError) as e:
             if debug:
                 raise
-            msg = e.format_message() if isinstance(e, click.ClickException) else str(e)
+            if isinstance(e, click.ClickException):
+                msg = e.format_message()
+            elif isinstance(e, OSError):  # a path the system refused: name it
+                from .files import why
+                msg = f"{e.filename}: {why(e)}" if e.filename else why(e)
+            elif isinstance(e, MemoryError):
+                msg = "out of memory; use smaller sizes (--hidden-size, --batch-size, ...)"
+            else:
+                msg = str(e)
             click.echo(f"error: {' '.join(msg.split())}", err=True)
             sys.exit(2)
+        except RuntimeError as e:  # torch's allocators say "out of memory" this way
+            if debug or "out of memory" not in str(e) and "can't allocate" not in str(e):
+                raise
+            first = str(e).strip().splitlines()[0][:200]
+            click.echo(f"error: out of memory ({first}); use smaller sizes (--hidden-size, "
+                       "--batch-size, ...)", err=True)
+            sys.exit(2)
+        finally:
+            import signal
+            while _EARLY:
+                sig, handler = _EARLY.popitem()
+                signal.signal(sig, handler)
 
 
 @click.group(cls=_Group, no_args_is_help=True,
@@ -53,9 +103,19 @@ _TEXT_TASKS = ("shakespeare", "text")
 _LENGTH_OPTION = {"shakespeare": "seq_len", "text": "seq_len", "adding": "length",
                   "classify": "length"}  # the task option --seq-len sets
 # options that define a run: fixed once it exists, so --resume refuses to change them
-_RUN_OPTIONS = ("task", "text", "model", "hidden_size", "num_layers", "batch_size", "seq_len",
-                "optimizer", "lr", "clip", "dropout", "weight_decay", "forget_bias", "init",
-                "warmup", "decay", "tbptt", "eval_every", "checkpoint_every", "seed", "out")
+_RUN_OPTIONS = ("task", "text_path", "model", "hidden_size", "num_layers", "batch_size",
+                "seq_len", "optimizer", "lr", "clip", "dropout", "weight_decay", "forget_bias",
+                "init", "warmup", "decay", "tbptt", "eval_every", "checkpoint_every", "seed",
+                "tokens", "dtype", "config_path", "out")
+_FLAG = {"text_path": "text", "config_path": "config"}  # parameter -> its --flag
+# train's options -> (table, key) of a run's config (and of a --config file)
+_CONFIG_KEYS = {"task": ("task", "name"), "tokens": ("task", "tokens"),
+                "model": ("model", "backbone"), "hidden_size": ("model", "hidden_size"),
+                "num_layers": ("model", "num_layers"), "dropout": ("model", "dropout"),
+                "forget_bias": ("model", "forget_bias"), "init": ("model", "recurrent_init"),
+                **{k: ("train", k) for k in ("batch_size", "optimizer", "lr", "clip",
+                                             "weight_decay", "warmup", "decay", "tbptt", "steps",
+                                             "eval_every", "checkpoint_every", "seed", "dtype")}}
 
 
 def _lazy(module: str, attr: str):
@@ -65,6 +125,7 @@ def _lazy(module: str, attr: str):
 
 
 _TC = _lazy("train", "TrainConfig")()  # every training default, from the one source
+_SEED = click.IntRange(min=0, max=2**63 - 1)  # what torch.Generator.manual_seed takes
 
 
 @main.command("train")
@@ -110,7 +171,15 @@ _TC = _lazy("train", "TrainConfig")()  # every training default, from the one so
               show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=_TC.checkpoint_every,
               show_default=True)
-@click.option("--seed", type=int, default=_TC.seed, show_default=True)
+@click.option("--seed", type=_SEED, default=_TC.seed, show_default=True)
+@click.option("--tokens", type=click.Choice(_lazy("data", "TOKENS")), default=None,
+              help="Text tasks: model characters (default) or words and punctuation.")
+@click.option("--dtype", type=click.Choice(_lazy("train", "DTYPES")), default=_TC.dtype,
+              show_default=True,
+              help="bfloat16: mixed precision (autocast, CPU and CUDA); float64: all double.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=str),
+              default=None, metavar="FILE",
+              help="Options from a TOML file or a run's config.json; options given here win.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Run directory (default: runs/<task>-<model>-<date>-<time>).")
@@ -120,54 +189,37 @@ _TC = _lazy("train", "TrainConfig")()  # every training default, from the one so
 @click.pass_context
 def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, seq_len,
               optimizer, lr, clip, dropout, weight_decay, forget_bias, init, warmup, decay,
-              tbptt, steps, time_budget, eval_every, checkpoint_every, seed, device, out,
-              resume, quiet):
+              tbptt, steps, time_budget, eval_every, checkpoint_every, seed, tokens, dtype,
+              config_path, device, out, resume, quiet):
     """Train a model (default: a 2-layer char LSTM on Shakespeare) with checkpoints."""
     import math
     from pathlib import Path
 
     from . import runs
 
+    _stop_early_on_signals()  # train_run takes over (finish the step, checkpoint) once it starts
     if time_budget is not None and not (math.isfinite(time_budget) and time_budget > 0):
         raise UserError(f"--time-budget must be a positive number of seconds, got {time_budget}")
     if resume is not None:
-        given = [p for p in _RUN_OPTIONS if ctx.get_parameter_source(p if p != "text" else
-                 "text_path") == click.core.ParameterSource.COMMANDLINE]
+        given = [p for p in _RUN_OPTIONS if ctx.get_parameter_source(p) ==
+                 click.core.ParameterSource.COMMANDLINE]
         if given:
-            flags = ", ".join("--" + p.replace("_", "-") for p in given)
+            flags = ", ".join("--" + _FLAG.get(p, p).replace("_", "-") for p in given)
             raise UserError(f"{flags} cannot be changed when resuming (the run keeps its own "
                             "settings); only --steps, --time-budget and --device may be given")
         runs.resolve_device(device)
         out_dir = Path(resume)
         cfg = None
     else:
-        if text_path is not None and ctx.get_parameter_source("task") != \
-                click.core.ParameterSource.COMMANDLINE:
-            task = "text"
-        if task == "text" and text_path is None:
-            raise UserError("--task text needs --text PATH")
-        if text_path is not None and task != "text":
-            raise UserError(f"--text goes with --task text, not --task {task}")
         runs.resolve_device(device)
-        task_options = {"path": str(Path(text_path).resolve())} if task == "text" else {}
-        if seq_len is not None:
-            if task not in _LENGTH_OPTION:
-                raise UserError(f"--seq-len does not apply to --task {task} (its sequences "
-                                "have their own structure)")
-            task_options[_LENGTH_OPTION[task]] = seq_len
-        if forget_bias is not None and model != "lstm":
-            raise UserError(f"--forget-bias applies to --model lstm, not {model}")
-        model_options = {"backbone": model, "hidden_size": hidden_size,
-                         "num_layers": num_layers, "dropout": dropout,
-                         "forget_bias": forget_bias, "recurrent_init": init}
-        cfg = runs.new_config(task, task_options, model_options, steps=steps or _TC.steps,
-                              batch_size=batch_size, optimizer=optimizer, lr=lr,
-                              weight_decay=weight_decay, clip=clip, warmup=warmup, decay=decay,
-                              tbptt=tbptt, eval_every=eval_every,
-                              checkpoint_every=checkpoint_every, seed=seed)
-        out_dir = Path(out) if out else runs.new_run_dir(f"{task}-{model}")
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"--out {out_dir} exists and is not a folder")
+        from . import configfile
+
+        name, merged = configfile.from_command_line(
+            ctx.params, lambda p: ctx.get_parameter_source(p) ==
+            click.core.ParameterSource.COMMANDLINE, _CONFIG_KEYS, _LENGTH_OPTION, _TC.steps)
+        cfg = runs.new_config(name, merged["task"], merged["model"], **merged["train"])
+        out_dir = Path(out) if out else runs.new_run_dir(
+            f"{name}-{cfg['model'].get('backbone', 'model')}")
     try:
         result = runs.train_run(out_dir, cfg, resume=resume is not None, steps=steps,
                                 time_budget=time_budget, device=device, progress=not quiet)
@@ -185,7 +237,13 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
     if result.stopped != "steps":
         parts.append(f"stopped: {result.stopped}")
     click.echo(f"run: {result.out}  ({', '.join(parts)})")
-    if result.stopped in ("time", "interrupted"):
+    if result.stopped == "interrupted":
+        import signal as _signal
+        name = _signal.Signals(result.signal or 2).name
+        click.echo(f"stopped by {name} at step {result.step}: checkpoint saved "
+                   f"({result.checkpoint}); continue with: rnnlab train --resume {result.out}",
+                   err=True)
+    elif result.stopped == "time":
         click.echo(f"continue with: rnnlab train --resume {result.out}", err=True)
     elif (cfg or {}).get("task", {}).get("name") in _TEXT_TASKS:
         click.echo(f"sample with: rnnlab sample {result.out}", err=True)
@@ -211,7 +269,7 @@ def _load_for_cli(run: str, device: str):
               help="Sample only among the most likely tokens whose probability reaches P.")
 @click.option("--num-samples", type=click.IntRange(min=1, max=10**4), default=1,
               show_default=True, help="Independent samples, each after the prime.")
-@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=None,
+@click.option("--seed", type=_SEED, default=None,
               help="Seed for a repeatable sample (default: a fresh one each time).")
 @click.option("--verbose", is_flag=True, help="Print the seed used (to redraw a sample).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:i].")
@@ -232,13 +290,16 @@ def sample_cmd(run, prime, length, temperature, top_k, top_p, num_samples, seed,
     if verbose:
         click.echo(f"seed: {seed}", err=True)
     gen = torch.Generator().manual_seed(seed)
-    ids = r.tokenizer.encode(prime or "\n")
+    tok = r.tokenizer
+    start = prime or ("\n" if "\n" in tok else tok.decode([0]))  # a new line, if it knows one
+    ids = tok.encode(start)
     for k in range(num_samples):
         if num_samples > 1:
             click.echo(f"--- sample {k + 1} ---")
         click.echo(prime, nl=False)
+        push = tok.decoder(start)  # words: joined to what came before (no space before ",")
         for nxt in r.model.stream(ids, length, temperature, top_k, top_p, gen):
-            sys.stdout.write(r.tokenizer.decode(nxt.cpu()))
+            sys.stdout.write(push(nxt.cpu()))
             sys.stdout.flush()
         click.echo()
 
@@ -247,50 +308,66 @@ def sample_cmd(run, prime, length, temperature, top_k, top_p, num_samples, seed,
 @click.argument("run", metavar="RUN_DIR|CKPT", type=click.Path(path_type=str))
 @click.option("--text", "text_path", type=click.Path(dir_okay=False, path_type=str),
               help="Score this UTF-8 text file (a text run only).")
+@click.option("--max-unseen", type=click.FloatRange(0, 1), default=0.10, show_default=True,
+              help="With --text: refuse when more than this fraction of its tokens are not "
+                   "in the model's vocabulary (they are skipped, not scored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--batches", type=click.IntRange(min=1, max=10**5), default=20, show_default=True,
               help="Validation batches (without --text).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:i].")
-def evaluate_cmd(run, text_path, as_json, batches, device):
-    """Score a run: on --text, nats/bits per char and perplexity; else its validation set."""
-    import math
-
+def evaluate_cmd(run, text_path, max_unseen, as_json, batches, device):
+    """Score a run on its validation set, or a text run on --text: loss (nats per token),
+    acc, bpc, ppl (the same keys both ways; --text adds the unseen tokens it skipped)."""
     from . import files, runs
     from .data import load_text
 
     r = _load_for_cli(run, device)
     if text_path is not None:
         if r.tokenizer is None or r.config.get("model", {}).get("name") != "lm":
-            raise UserError(f"{run} is not a text run: --text needs a character language model")
-        text = load_text(text_path)
-        unseen = r.tokenizer.unseen(text) if hasattr(r.tokenizer, "unseen") else {}
-        if unseen:  # rnnlab.data's policy for evaluation text: unseen characters are skipped
-            shown = ", ".join(repr(c) for c in sorted(unseen)[:10])
-            click.echo(f"note: skipped {sum(unseen.values())} occurrence(s) of "
-                       f"{len(unseen)} character(s) the model never saw: {shown}", err=True)
-        seq_len = r.config.get("task", {}).get("seq_len") or 256
-        s = r.model.score(r.tokenizer.encode(text, unknown="skip"), seq_len=seq_len)
-        nats = s["nats"]
-        m = {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
-             "perplexity": math.exp(min(nats, 700.0)), "tokens": s["tokens"]}
-        if as_json:
-            click.echo(files.dumps(m))
-        else:
-            click.echo(f"nats/char   {m['nats_per_char']:.4f}\n"
-                       f"bits/char   {m['bits_per_char']:.4f}\n"
-                       f"perplexity  {m['perplexity']:.3f}\n"
-                       f"characters  {m['tokens']}")
-        return
-    m = runs.evaluate_run(r, batches)
+            raise UserError(f"{run} is not a text run: --text needs a language model with a "
+                            "vocabulary (--task shakespeare or text)")
+        m = runs.score_text(r, load_text(text_path), max_unseen)
+        if m["unseen_tokens"]:
+            click.echo(f"note: skipped {m['unseen_tokens']} token(s) the model never saw "
+                       f"({m['unseen_fraction']:.1%} of the text)", err=True)
+        head = f"{text_path}, step {r.step}"
+    else:
+        m = runs.evaluate_run(r, batches)
+        head = f"{r.task.name} ({r.task.kind}), step {r.step}, {batches} validation batches"
     if as_json:
         click.echo(files.dumps(m))
         return
-    click.echo(f"{r.task.name} ({r.task.kind}), step {r.step}, {batches} validation batches")
+    click.echo(head)
     for k, v in m.items():
         if isinstance(v, dict):
             click.echo(f"{k:<22}" + "  ".join(f"{d}: {a:.3f}" for d, a in v.items()))
+        elif isinstance(v, int):
+            click.echo(f"{k:<22}{v}")
         else:
             click.echo(f"{k:<22}{v:.4f}")
+
+
+@main.command("export")
+@click.argument("run", metavar="RUN_DIR|CKPT", type=click.Path(path_type=str))
+@click.option("--format", "fmt", type=click.Choice(_lazy("export", "FORMATS")),
+              default="torchscript", show_default=True,
+              help="onnx needs the onnx extra: pip install \"rnnlab[onnx]\".")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The file to write.")
+def export_cmd(run, fmt, out):
+    """Write a run's model as TorchScript or ONNX, checked: it must give the run's logits.
+
+    Input: token ids (B, T) (or features (B, T, F)); output: the logits. The run's config and
+    vocabulary travel inside the file (TorchScript: extra file rnnlab.json; ONNX: metadata)."""
+    from . import export
+
+    r = _load_for_cli(run, "cpu")
+    meta = {"config": r.config, "step": r.step,
+            "tokenizer": r.tokenizer.to_dict() if r.tokenizer is not None else None}
+    res = export.export(r.model, out, fmt, meta)
+    shape = "×".join(map(str, res["checked_on"]))
+    click.echo(f"exported: {res['path']} ({fmt}); its logits equal the run's to "
+               f"{res['max_abs_diff']:.1e} on a {shape} input")
 
 
 # ---- inspect (rnnlab.runs, rnnlab.probes) -------------------------------------------------
@@ -302,7 +379,7 @@ def evaluate_cmd(run, text_path, as_json, batches, device):
 @click.option("--seq-len", type=click.IntRange(min=2), default=64, show_default=True,
               help="Steps to probe (synthetic tasks keep their own length).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the batch.")
+@click.option("--seed", type=_SEED, default=0, show_default=True, help="Seed of the batch.")
 @click.option("--no-figures", is_flag=True, help="Do not write RUN_DIR/figures/inspect_*.png.")
 def inspect_cmd(path: str, text: str | None, seq_len: int, batch_size: int, seed: int,
                 no_figures: bool) -> None:
@@ -314,10 +391,15 @@ def inspect_cmd(path: str, text: str | None, seq_len: int, batch_size: int, seed
     from rich.table import Table
 
     from . import runs
+    from .files import why
 
-    with Console(stderr=True).status("probing the run ..."):
-        res = runs.inspect_run(path, text=text, seq_len=seq_len, batch_size=batch_size,
-                                 seed=seed, figures=not no_figures)
+    try:
+        with Console(stderr=True).status("probing the run ..."):
+            res = runs.inspect_run(path, text=text, seq_len=seq_len, batch_size=batch_size,
+                                   seed=seed, figures=not no_figures)
+    except OSError as e:  # the figures could not be written: say where, and how to skip them
+        raise UserError(f"cannot write {e.filename or 'the figures'}: {why(e)} "
+                        "(--no-figures skips them)") from None
     table = Table(title=f"rnnlab inspect {res['checkpoint']} (step {res['step']})",
                   caption=f"input: {res['input']}")
     for col in ("check", "value", "status", "note"):
@@ -337,12 +419,12 @@ def inspect_cmd(path: str, text: str | None, seq_len: int, batch_size: int, seed
 
 @main.command("study")
 @click.argument("name")
-@click.option("--quick", "profile", flag_value="quick", help="Tiny sizes: all studies ≤ 2 min.")
-@click.option("--full", "profile", flag_value="full", help="Publication sizes (slow).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--quick", is_flag=True, help="Tiny sizes: all studies ≤ 2 min.")
+@click.option("--full", is_flag=True, help="Publication sizes (slow).")
+@click.option("--seed", type=_SEED, default=0, show_default=True, help="Random seed.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Output folder (default: a new folder under runs/).")
-def study_cmd(name: str, profile: str | None, seed: int, out: str | None) -> None:
+def study_cmd(name: str, quick: bool, full: bool, seed: int, out: str | None) -> None:
     """Measure the notes' claims: NAME is a study (gradflow, regimes, ...) or 'all'.
 
     Writes results.json and figures/ (per study, in OUT/NAME/ for 'all') and OUT/report.html."""
@@ -352,20 +434,24 @@ def study_cmd(name: str, profile: str | None, seed: int, out: str | None) -> Non
     from rich.console import Console
     from rich.table import Table
 
-    from . import report, runs, studies
+    from . import files, report, rundir, runs, studies
 
-    profile = profile or "default"
+    if quick and full:
+        raise UserError("--quick and --full exclude each other: choose one")
+    profile = "quick" if quick else "full" if full else "default"
     if name != "all" and name not in studies.names():
         raise UserError(f"unknown study '{name}'; one of: all, {', '.join(studies.names())}")
-    out_dir = Path(out) if out else runs.new_run_dir(f"study-{name}")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} exists and is not a folder")
+    out_dir = rundir.make_dir(Path(out) if out else runs.new_run_dir(f"study-{name}"))
     t0 = time.perf_counter()
-    if name == "all":
-        results = studies.run_all(profile=profile, seed=seed, out=out_dir)
-    else:
-        results = {name: studies.run(name, profile=profile, seed=seed, out=out_dir)}
-    path = report.write_report(out_dir, order=studies.names())
+    try:
+        if name == "all":
+            results = studies.run_all(profile=profile, seed=seed, out=out_dir)
+        else:
+            results = {name: studies.run(name, profile=profile, seed=seed, out=out_dir)}
+        path = report.write_report(out_dir, order=studies.names())
+    except OSError as e:  # a figure or results.json the disk refused: name where
+        raise UserError(f"cannot write {e.filename or f'in {out_dir}'}: {files.why(e)}; what "
+                        "was written before is intact") from None
     table = Table(title=f"rnnlab study {name} ({profile}, seed {seed})")
     for col in ("study", "claim", "expected", "measured", "verdict"):
         table.add_column(col, overflow="fold")

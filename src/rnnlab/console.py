@@ -2,8 +2,9 @@
 
 On a terminal ``Progress`` is a live bar (rich): ``train ━━━━━  120/1000  loss 1.912 ...
 elapsed 0:01:02  eta 0:07:35``. When stderr is not a terminal (a pipe, ``| tee log``, a batch
-scheduler's log file) it prints one plain line every ``every`` seconds instead, and a last one
-at the end, so a log is never empty while work goes on. ``log(msg)`` prints one line.
+scheduler's log file) it prints a line when it starts, one plain line every ``every`` seconds
+and a last one at the end, so a log is never empty while work goes on. ``log(msg)`` prints one
+line.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ _console = Console(stderr=True, highlight=False)
 
 
 def log(msg: str) -> None:
-    """One status line on stderr (rich markup allowed, stripped when not a terminal)."""
-    _console.print(msg)
+    """One status line on stderr (rich markup allowed, stripped when not a terminal), never
+    wrapped: a log keeps one line per message."""
+    _console.print(msg, soft_wrap=True)
 
 
 def clock(seconds: float | None) -> str:
@@ -76,6 +78,9 @@ class Progress:
             self._bar.__enter__()
             self._id = self._bar.add_task(self.description, total=self.total,
                                           completed=self.start, stats="", times="")
+        elif self.enabled:  # a log is never empty while work goes on: say it started
+            print(f"{self.description} {self.start}/{self.total}  started (a line every "
+                  f"{self.every:g} s)", file=sys.stderr, flush=True)
         return self
 
     def update(self, done: int, stats: str = "") -> None:

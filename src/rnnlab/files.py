@@ -6,11 +6,15 @@
 - ``atomic(path)``: a temporary file in the same folder, flushed, fsync-ed, then ``os.replace``-d
   over ``path``; a crash (even ``kill -9``) leaves the old file or the new one, never half of one.
 - ``write_text`` / ``write_json``: ``atomic`` for text and JSON.
+- ``why(e)``: an ``OSError`` in words ("no space left on device", "permission denied", ...);
+  ``atomic`` stamps the file it was writing on every ``OSError`` (``e.filename``), so a caller
+  can say which path could not be written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -62,20 +66,37 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+_WHY = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+        errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system", errno.ENOTDIR: "a part of the path is a file",
+        errno.EISDIR: "it is a folder", errno.ENAMETOOLONG: "the name is too long"}
+
+
+def why(e: OSError) -> str:
+    """An OSError's reason in a few words (its errno's meaning, without the path)."""
+    return _WHY.get(e.errno) or (e.strerror or str(e) or type(e).__name__).lower()
+
+
 @contextmanager
 def atomic(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """``with atomic(p) as f: f.write(...)``: ``p`` appears whole, or not at all."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        e.filename = str(path)
+        raise
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            e.filename = str(path)  # the file the caller asked for, not the temporary one
         raise
     fsync_dir(path.parent)
 

@@ -141,7 +141,8 @@ def evaluate(model: nn.Module, task, split: str = "val", batches: int = 10,
              generator: torch.Generator | None = None) -> dict:
     """Average metrics over ``batches`` random batches of ``split`` (model in eval mode).
 
-    Returns "loss", "acc" and, where they apply, "bpc"/"ppl" (lm), "mse" (regress),
+    Returns "loss", "acc" and, where they apply, "bpc"/"ppl" (lm; for a word-level text "bpc"
+    is per character of the text, whitespace included, and "bits_per_token" is added), "mse",
     "dep_acc" and "dep_acc_by_distance" {d: acc} (tasks with a dep_mask), "seq_acc" (seq2seq).
     Without a generator the same fixed batches are drawn every call (seed 0), so evaluations
     during training are comparable and do not disturb the training random streams.
@@ -149,19 +150,25 @@ def evaluate(model: nn.Module, task, split: str = "val", batches: int = 10,
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     device = model_device(model)
+    p = next(model.parameters(), None)
+    dtype = p.dtype if p is not None and p.is_floating_point() else None  # float64 models
     was_training = model.training
     model.eval()
     total: dict = {}
     try:
         for _ in range(batches):
-            batch = task.batch(split, batch_size, generator, seq_len).to(device)
+            batch = task.batch(split, batch_size, generator, seq_len).to(device, dtype)
             out, _ = forward(model, task.kind, batch)
             merge(total, tally(task.kind, out, batch)[1])
             if task.kind == "seq2seq" and hasattr(model, "greedy"):
                 merge(total, _greedy_tally(model, task, batch))
     finally:
         model.train(was_training)
-    return metrics(task.kind, total)
+    m = metrics(task.kind, total)
+    if getattr(task, "tokens", "char") == "word":  # bpc stays per character: bits / chars
+        m["bits_per_token"] = m["bpc"]
+        m["bpc"] = m["bpc"] / task.chars_per_token
+    return m
 
 
 def model_device(model: nn.Module) -> torch.device:

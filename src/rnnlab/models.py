@@ -186,7 +186,8 @@ class LanguageModel(_Model):
         nats = −(1/N) Σ_t log p(x_t | x_<t). The sequence is cut into ``streams`` contiguous
         segments read in parallel (each one token longer on the left so no target is
         skipped); a recurrent model carries its state from one chunk of ``seq_len`` to the
-        next, an attention model sees each chunk on its own. Returns {"nats", "tokens"}."""
+        next, an attention model sees each chunk on its own. Returns {"nats", "tokens", "acc"}
+        (acc: the fraction of tokens that were the most likely one)."""
         ids = ids.reshape(-1).long()
         N = ids.numel() - 1  # predicted tokens
         if N < 1:
@@ -205,14 +206,17 @@ class LanguageModel(_Model):
         for i in range(S):
             a, b = bounds[i], bounds[i + 1]  # inputs ids[a:b], targets ids[a+1:b+1]
             x[i, : b - a], y[i, : b - a], m[i, : b - a] = ids[a:b], ids[a + 1 : b + 1], True
-        total, state = 0.0, None
+        total, correct, state = 0.0, 0, None
         for t0 in range(0, L, seq_len):
             xb = x[:, t0 : t0 + seq_len].to(device)
+            yb = y[:, t0 : t0 + seq_len].flatten().to(device)
+            mb = m[:, t0 : t0 + seq_len].flatten().to(device)
             logits, state = self(xb, state) if state is not None else self(xb)
-            nll = F.cross_entropy(logits.flatten(0, 1).float(),
-                                  y[:, t0 : t0 + seq_len].flatten().to(device), reduction="none")
-            total += float((nll * m[:, t0 : t0 + seq_len].flatten().to(device)).sum())
-        return {"nats": total / N, "tokens": N}
+            logits = logits.flatten(0, 1).float()
+            nll = F.cross_entropy(logits, yb, reduction="none")
+            total += float((nll * mb).sum())
+            correct += int(((logits.argmax(-1) == yb) & mb).sum())
+        return {"nats": total / N, "tokens": N, "acc": correct / N}
 
 
 def _pick(logits: Tensor, temperature: float, top_k, top_p, generator) -> Tensor:

@@ -7,32 +7,44 @@
       best.pt          at the best validation loss so far
       results.json     how it ended
       tensorboard/     when tensorboard is installed
+      .lock            while a process writes the run (its pid and host)
 
-``train_run`` is ``train.fit`` plus callbacks that write the above; ``load_run`` rebuilds a run's
-model, task and tokenizer from its checkpoint; ``inspect_run`` runs the RNN debugging checklist
-(``rnnlab.probes.checklist``) on it. Nothing is written outside the run directory.
+``train_run`` is ``train.fit`` plus the callbacks of ``rnnlab.rundir`` that write the above,
+under the run directory's lock, after checking that the run fits in memory. ``load_run``,
+``evaluate_run``, ``score_text`` and ``inspect_run`` (``rnnlab.runload``, re-exported here)
+bring a run back. Nothing is written outside the run directory.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import signal
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
-from . import checkpoint, files, losses, models
+from . import checkpoint, console, files, models, rundir, sizing
 from .data import build_task
 from .errors import UserError
+from .runload import (  # the loading half, re-exported
+    MAX_UNSEEN,
+    Run,
+    evaluate_run,
+    inspect_run,
+    load_run,
+    score_text,
+)
 from .train import TrainConfig, fit
+
+__all__ = ["MAX_UNSEEN", "Run", "RunDiverged", "RunResult", "build_from_config", "evaluate_run",
+           "inspect_run", "load_run", "new_config", "new_run_dir", "resolve_device",
+           "score_text", "train_run"]
 
 # ---- configs, devices, folders -----------------------------------------------------------------
 
@@ -41,12 +53,13 @@ def new_config(task_name: str = "shakespeare", task_options: dict | None = None,
                model_options: dict | None = None, **train_options) -> dict:
     """A run's config (plain JSON): {"task": {...}, "model": {...}, "train": {...}}.
 
-    Builds the task (to learn its vocabulary and sizes) and the model (to record its full
-    config); the training options are ``TrainConfig``'s, checked.
+    Builds the task (to learn its vocabulary and sizes) and the model on the meta device (to
+    record its full config without allocating it: ``train_run`` checks it fits first); the
+    training options are ``TrainConfig``'s, checked.
     """
     train = TrainConfig.from_dict(train_options)
     task = build_task(task_name, **(task_options or {}))
-    model = models.for_task(task, **(model_options or {}))
+    model = sizing.meta_model(models.for_task, task=task, **(model_options or {}))
     return {"task": {"name": task.name, **task.config()}, "model": dict(model.config),
             "train": train.to_dict()}
 
@@ -113,79 +126,6 @@ class RunResult:
     signal: int | None = None  # the signal that interrupted it (SIGINT, SIGTERM, SIGHUP)
 
 
-class _Checkpoints:
-    """last.pt every ``every`` steps and at the end; best.pt at the best validation loss."""
-
-    def __init__(self, out: Path, config: dict, tokenizer, every: int, resumed: dict | None):
-        self.out, self.config, self.every = out, config, every
-        self.tokenizer = tokenizer.to_dict() if tokenizer is not None else None
-        self.best = float((resumed or {}).get("best_val_loss", math.inf))
-        self.elapsed0 = float((resumed or {}).get("elapsed", 0.0))
-        self.last_step = int(resumed["step"]) if resumed else None
-        self.start = time.perf_counter()
-
-    def save(self, trainer, name: str) -> None:
-        for p in trainer.model.parameters():
-            if not bool(torch.isfinite(p).all()):
-                return  # never overwrite a good checkpoint with broken weights
-        checkpoint.save(self.out / name, {
-            **trainer.state_dict(), "config": self.config, "tokenizer": self.tokenizer,
-            "elapsed": self.elapsed0 + time.perf_counter() - self.start,
-            "best_val_loss": self.best})
-        if name == checkpoint.LAST:
-            self.last_step = trainer.step
-
-    def on_step(self, trainer, rec: dict, last: bool) -> None:
-        if "val_loss" in rec and rec["val_loss"] < self.best:
-            self.best = rec["val_loss"]
-            self.save(trainer, checkpoint.BEST)
-        if (self.every and trainer.step % self.every == 0) or last:
-            self.save(trainer, checkpoint.LAST)
-
-    def on_end(self, trainer, history) -> None:
-        if history.stopped != "non-finite" and self.last_step != trainer.step:
-            self.save(trainer, checkpoint.LAST)
-
-
-class _Metrics:
-    """metrics.jsonl: one JSON line per step, flushed as it is written."""
-
-    def __init__(self, path: Path):
-        self.f = open(path, "a", buffering=1, encoding="utf-8")
-
-    def on_step(self, trainer, rec: dict, last: bool) -> None:
-        self.f.write(files.dumps(rec) + "\n")
-
-    def on_end(self, trainer, history) -> None:
-        self.f.close()
-
-
-class _TensorBoard:
-    """Scalars to out/tensorboard (only when tensorboard is installed)."""
-
-    def __init__(self, writer):
-        self.writer = writer
-
-    def on_step(self, trainer, rec: dict, last: bool) -> None:
-        for k, v in rec.items():
-            if k != "step" and isinstance(v, (int, float)):
-                self.writer.add_scalar(k.replace("val_", "val/"), v, trainer.step)
-
-    def on_end(self, trainer, history) -> None:
-        self.writer.close()
-
-
-def _tensorboard(out: Path, step: int):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard is an optional extra
-        return None
-    try:
-        return _TensorBoard(SummaryWriter(str(out / "tensorboard"), purge_step=step or None))
-    except Exception:
-        return None
-
-
 class _Signals:
     """Ctrl-C, SIGTERM, SIGHUP: finish the step, evaluate, checkpoint, stop. A second Ctrl-C
     interrupts at once."""
@@ -218,18 +158,74 @@ class _Signals:
         return False
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop metrics.jsonl lines after ``step`` (written after the checkpoint we resume from)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
+def _differences(a, b, prefix: str = "") -> list[str]:
+    """Where two JSON configs differ: ["model.hidden_size (256 vs 16)", ...]."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]} ({a!r} vs {b!r})"]
+
+
+def _check_belongs(out: Path, payload: dict, task) -> None:
+    """--resume: the checkpoint must be this run's (config, weights' shapes, vocabulary)."""
+    last = out / checkpoint.LAST
+    config = json.loads(files.dumps(payload["config"]))
+    stored_path = out / "config.json"
+    if stored_path.exists():
         try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            break  # a line cut by a crash: it and anything after it go
-    files.write_text(path, "".join(line + "\n" for line in keep))
+            stored = json.loads(stored_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot resume: {stored_path} is unreadable "
+                            f"({type(e).__name__}); nothing was changed") from None
+        diffs = [d for d in _differences(stored, config) if not d.startswith("train.steps ")]
+        if diffs:
+            raise UserError(f"cannot resume: {last} does not belong to the run in {out}: its "
+                            f"config differs from config.json in {'; '.join(diffs[:3])}"
+                            f"{' and more' if len(diffs) > 3 else ''} (config.json vs "
+                            "checkpoint); nothing was changed")
+        config = stored
+    model_cfg = dict(config["model"])
+    expected = {k: tuple(v.shape) for k, v in
+                sizing.meta_model(models.build, **model_cfg).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in payload["model"].items()
+           if isinstance(v, torch.Tensor)}
+    if expected != got:
+        bad = sorted(set(expected) ^ set(got)) or \
+            [f"{k} {got[k]} vs {expected[k]}" for k in expected if expected[k] != got[k]]
+        raise UserError(f"cannot resume: the weights in {last} do not fit the run's model "
+                        f"({', '.join(map(str, bad[:3]))}); nothing was changed")
+    tok, mine = payload.get("tokenizer"), getattr(task, "tokenizer", None)
+    if tok is not None and mine is not None and mine.to_dict() != tok:
+        raise UserError(f"cannot resume: the run's text ({config['task'].get('path', 'corpus')})"
+                        " has changed since it started (its vocabulary differs from the "
+                        "checkpoint's); nothing was changed")
+
+
+def _fits(task, config: dict, tc: TrainConfig, dev: torch.device) -> None:
+    """UserError, before anything is allocated, when the model and a batch cannot fit."""
+    b = task.batch("train", 1, torch.Generator().manual_seed(tc.seed))
+    T = max(b.x.shape[1], b.y.shape[1] if b.y.dim() > 1 else 0)
+    meta = sizing.meta_model(models.build, **config["model"])
+    need = sizing.estimate(meta, tc.batch_size, T, optimizer=tc.optimizer,
+                           per_step_outputs=task.kind in ("lm", "tagging", "seq2seq"),
+                           dtype=torch.float64 if getattr(tc, "dtype", None) == "float64"
+                           else torch.float32)
+    sizing.check(need, dev, f"training this model (batch {tc.batch_size} × {T} steps)",
+                 "use a smaller --hidden-size, --num-layers, --batch-size or --seq-len")
+
+
+def _write_failed(e: OSError, out: Path, ck) -> UserError:
+    where = e.filename or out
+    last = ck.last_step if ck is not None else None
+    if last is None and (out / checkpoint.LAST).exists():
+        last = checkpoint.load(out / checkpoint.LAST)["step"]
+    fix = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
+    state = (f"the last checkpoint ({out / checkpoint.LAST}, step {last}) and everything "
+             f"written before are intact: {fix}, then continue with --resume {out}"
+             if last is not None else "no checkpoint was written yet")
+    return UserError(f"cannot write {where}: {files.why(e)}; {state}")
 
 
 def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: bool = False,
@@ -238,14 +234,42 @@ def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: boo
     """Train a run in directory ``out`` (new from ``config``, or ``resume``-d from its last.pt).
 
     Resuming continues to ``steps`` in total exactly as if the run had never stopped (same
-    batches, dropout masks, optimiser state). Raises ``RunDiverged`` (last good checkpoint
-    intact) when the loss or gradient turns non-finite, ``UserError`` for a wrong request.
+    batches, dropout masks, optimiser state); config.json stays as the run was created (the
+    checkpoint and results.json carry a new total of steps). One process writes a run at a
+    time (``rundir.RunLock``). Raises ``RunDiverged`` (last good checkpoint intact) when the
+    loss or gradient turns non-finite, ``UserError`` for a wrong request, a run that does not
+    fit in memory, a checkpoint that is not the run's, or a write the disk refused.
     """
     out = Path(out)
+    dev = resolve_device(device)
+    if resume and not out.is_dir():
+        raise UserError(f"cannot resume: no run directory {out}")
+    created = not out.exists()
+    if not resume:
+        if config is None:
+            raise UserError("a new run needs a config")
+        rundir.make_dir(out)
+    try:
+        with _Signals() as signals, rundir.RunLock(out):
+            made: dict = {}  # what _train_locked has set up so far (its checkpoint writer)
+            try:
+                return _train_locked(out, config, resume, steps, time_budget, dev, progress,
+                                     signals, made)
+            except OSError as e:
+                raise _write_failed(e, out, made.get("checkpoints")) from None
+    except BaseException:
+        if created:  # a run that failed before writing anything leaves no empty folder
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _train_locked(out, config, resume, steps, time_budget, dev, progress, signals, made):
     last = out / checkpoint.LAST
+    metrics_path = out / rundir.METRICS
     if resume:
-        if not out.is_dir():
-            raise UserError(f"cannot resume: no run directory {out}")
         if not last.exists():
             raise UserError(f"cannot resume: no checkpoint ({checkpoint.LAST}) in {out}")
         payload = checkpoint.load(last)
@@ -253,33 +277,36 @@ def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: boo
         if steps is not None and steps < done:
             raise UserError(f"--steps {steps} is below the checkpoint's step {done}")
     else:
-        if config is None:
-            raise UserError("a new run needs a config")
-        if last.exists():
-            raise UserError(f"{out} already holds a run; resume it with --resume {out} "
-                            "or choose another --out")
+        rundir.check_fresh(out)
         payload, done = None, 0
     if steps is not None:
         config["train"]["steps"] = steps
     task, builder, tc = build_from_config(config)
     tc = tc.replace(time_budget=time_budget)
-    dev = resolve_device(device)
-    out.mkdir(parents=True, exist_ok=True)
-    files.write_json(out / "config.json", config, indent=2)
-    metrics_path = out / "metrics.jsonl"
     if resume:
-        _trim_metrics(metrics_path, done)
+        _check_belongs(out, payload, task)
+    _fits(task, config, tc, dev)
+    if resume:
+        note = rundir.set_aside_metrics(metrics_path, done)
+        if note:
+            console.log(note)
         for stale in out.glob(".*.tmp"):  # a write cut short by a crash
             stale.unlink(missing_ok=True)
-    ck = _Checkpoints(out, config, getattr(task, "tokenizer", None), tc.checkpoint_every,
-                      payload)
-    callbacks = [_Metrics(metrics_path), ck]
-    tb = _tensorboard(out, done)
+    if not resume or not (out / "config.json").exists():
+        files.write_json(out / "config.json", config, indent=2)
+    ck = rundir.Checkpoints(out, config, getattr(task, "tokenizer", None), tc.checkpoint_every,
+                            payload)
+    made["checkpoints"] = ck
+    metrics = rundir.Metrics(metrics_path)
+    callbacks = [metrics, ck]
+    tb = rundir.tensorboard(out, done)
     if tb is not None:
         callbacks.append(tb)
-    with _Signals() as signals:
+    try:
         history = fit(builder, task, tc, callbacks=[*callbacks, signals], device=dev,
                       progress=progress, resume=payload)
+    finally:
+        metrics.close()
     if history.stopped == "non-finite":
         nf = history.nonfinite
         raise RunDiverged(nf["step"], nf["what"], last if ck.last_step is not None else None,
@@ -293,151 +320,3 @@ def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: boo
     files.write_json(out / "results.json", results, indent=2)
     return RunResult(out=out, step=step, stopped=history.stopped, final=final, checkpoint=last,
                      signal=signals.received)
-
-
-# ---- loading a run back ------------------------------------------------------------------------
-
-@dataclass
-class Run:
-    """A trained run back from disk: the model (eval mode), its task, config and vocabulary."""
-
-    model: nn.Module
-    task: Any            # rnnlab.data Task, or None when it cannot be rebuilt (e.g. text moved)
-    config: dict
-    tokenizer: Any       # the run's tokenizer (text runs) or None
-    step: int
-    path: Path           # the checkpoint file
-    payload: dict        # everything the checkpoint holds (optimizer, rng, ...)
-    task_error: str | None = None  # why ``task`` is None
-
-    @property
-    def dir(self) -> Path | None:
-        """The run directory (the folder holding the checkpoint and config.json), if any."""
-        return self.path.parent if (self.path.parent / "config.json").is_file() else None
-
-
-def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
-    """Load a run directory or checkpoint file: rebuild the model and task, move to ``device``."""
-    from .data import CharTokenizer
-
-    file = checkpoint.find(path)
-    payload = checkpoint.load(file)
-    config = payload["config"]
-    model_cfg = dict(config.get("model") or {})
-    name = model_cfg.pop("name", None)
-    if name is None:
-        raise UserError(f"{file}: the checkpoint's config names no model")
-    try:
-        model = models.build(name, **model_cfg)
-        model.load_state_dict(payload["model"])
-    except UserError:
-        raise
-    except (TypeError, ValueError, RuntimeError, KeyError) as e:
-        raise UserError(f"{file}: the checkpoint does not match its model "
-                        f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
-    model.to(device).eval()
-
-    tok = payload.get("tokenizer")
-    tokenizer = CharTokenizer.from_dict(tok) if tok else None
-    task, task_error = None, None
-    task_cfg = dict(config.get("task") or {})
-    task_name = task_cfg.pop("name", None)
-    if task_name is not None:
-        try:
-            task = build_task(task_name, **task_cfg)
-        except UserError as e:
-            task_error = str(e)
-    if tokenizer is None and task is not None:
-        tokenizer = getattr(task, "tokenizer", None)
-    return Run(model=model, task=task, config=config, tokenizer=tokenizer,
-               step=int(payload["step"]), path=file, payload=payload, task_error=task_error)
-
-
-def evaluate_run(run: Run, batches: int = 20) -> dict:
-    """The run's validation metrics on its own fixed validation batches."""
-    if run.task is None:
-        raise UserError(f"cannot rebuild the run's task: {run.task_error}")
-    tc = TrainConfig.from_dict(run.config["train"])
-    return losses.evaluate(run.model, run.task, "val", batches, tc.batch_size,
-                           generator=torch.Generator().manual_seed(tc.seed + 1))
-
-
-def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed: int = 0,
-                figures: bool = True, threshold: float = 1e-3) -> dict:
-    """``rnnlab inspect``: load a run (directory or checkpoint .pt), drive its model with a
-    validation batch of its task (``batch_size`` × ``seq_len``; synthetic tasks keep their own
-    length) or with the first ``seq_len`` characters of the text file ``text`` (one sequence,
-    through the run's tokenizer), and run ``checklist`` (with padded batches, the Jacobian,
-    Lyapunov and gate probes use the full-length rows; the telemetry the whole batch; token ids
-    at PAD positions count as input otherwise). Figures go to <run dir>/figures/
-    (inspect_jacobian.png, inspect_spectrum.png, inspect_lyapunov.png, inspect_gates.png), the
-    run directory being the folder that holds the checkpoint and its config.json; nothing is
-    written when there is no such folder. UserError for a missing path, a file that is no
-    checkpoint, unreadable text, or a model without a recurrent layer.
-
-    Returns {"checkpoint", "step", "run_dir", "input", "rows", "figures", "probes"}.
-    """
-    from . import plots, probes
-
-    run = load_run(path)
-    try:
-        layer = probes.find_recurrent(run.model)
-    except ValueError as e:
-        raise UserError(f"{run.path}: {e} (attention models have no recurrence to probe)"
-                        ) from None
-    gen = torch.Generator().manual_seed(seed)
-    if text is not None:
-        from .data import load_text
-
-        if run.tokenizer is None:
-            raise UserError("--text needs a run trained on text (it has no character tokenizer)")
-        ids = run.tokenizer.encode(load_text(text))[:seq_len]
-        if ids.numel() < 2:
-            raise UserError(f"--text {text}: need at least 2 characters, got {ids.numel()}")
-        x, what = ids.unsqueeze(0), f"{ids.numel()} characters of {text}"
-    else:
-        if run.task is None:
-            raise UserError(f"cannot rebuild the run's task ({run.task_error}); "
-                            "pass --text PATH")
-        batch = run.task.batch("val", batch_size, gen, seq_len=seq_len)
-        x, kind = batch.x, run.task.kind
-        what = f"validation batch of task {run.task.name!r}, x {tuple(x.shape)}"
-        if batch.lengths is not None:  # the probes run unpadded sequences: the full-length rows
-            x = x[batch.lengths == batch.lengths.max()]
-            what += f" (probes on its {x.shape[0]} full-length rows)"
-    x = x.to(next(run.model.parameters()).device)
-    if text is not None:
-        res = probes.checklist(run.model, x, threshold=threshold)
-    else:
-        res = probes.checklist(run.model, x, threshold=threshold, batch=batch, task_kind=kind)
-
-    ckpt, run_dir = run.path, run.dir
-    written = []
-    if figures and run_dir is not None:
-        fig_dir = run_dir / "figures"
-        fig_dir.mkdir(exist_ok=True)
-        p = res["probes"]
-        state = "(h, c)" if layer.mode == "LSTM" else "h"
-        series = {f"{layer.mode.lower()} state {state}": p["jacobian_batch"]}
-        if p["c_path"] is not None:
-            series["c path ∏f"] = p["c_path"]
-        last = [s for s in p["spectral"] if s["layer"] == layer.num_layers - 1
-                and s["direction"] == 0 and s["block"] == "W_hh"][0]
-        figs = {
-            "inspect_jacobian.png": plots.plot_jacobian_norms(
-                series, theory_r=last["sigma_max"] if layer.mode == "RNN" else None,
-                title=f"‖∂s_T/∂s_t‖₂, last layer (step {run.step})"),
-            "inspect_spectrum.png": plots.plot_spectrum(p["spectral"]),
-            "inspect_lyapunov.png": plots.plot_lyapunov({layer.mode.lower(): p["lyapunov"]}),
-            "inspect_gates.png": plots.plot_gate_stats(
-                p["gates"], row=(layer.num_layers - 1) * layer.num_directions),
-        }
-        if p["grad_h"] is not None:
-            figs["inspect_grad.png"] = plots.plot_jacobian_norms(
-                {"‖∂L/∂h_t‖ (telemetry)": p["grad_h"]}, ylabel="‖∂L/∂h_t‖₂ (batch mean)",
-                title=f"loss gradient through time, last layer (step {run.step})")
-        for name, fig in figs.items():
-            fig.savefig(fig_dir / name, dpi=110)
-            written.append(fig_dir / name)
-    return {"checkpoint": ckpt, "step": run.step, "run_dir": run_dir, "input": what,
-            "rows": res["rows"], "figures": written, "probes": res["probes"]}

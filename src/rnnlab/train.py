@@ -33,6 +33,7 @@ Callbacks (as minGPT's trainer): objects with any of ``on_start(trainer)``,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -49,6 +50,7 @@ from .seeding import fingerprint, rng_state, seed_everything, set_rng_state
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DECAYS = ("cosine", "none")
 TBPTT = ("random", "stateful")
+DTYPES = ("float32", "bfloat16", "float64")
 MIN_LR_RATIO = 0.1  # cosine decays to 10 % of the base learning rate
 
 
@@ -72,6 +74,7 @@ class TrainConfig:
     target_metric: str = "acc"
     time_budget: float | None = None  # stop (evaluated, checkpointed) after this many seconds
     seed: int = 0
+    dtype: str = "float32"            # float32; bfloat16 (autocast); float64 (the whole model)
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
@@ -95,8 +98,8 @@ class TrainConfig:
         """Every bad value -> UserError naming the option (NaN and ±inf included)."""
         def integer(name, low):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise UserError(f"{name} must be an integer ≥ {low}, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v < 2**63:
+                raise UserError(f"{name} must be an integer in [{low}, 2^63), got {v!r}")
 
         def number(name, low, open_low=False, optional=False):
             v = getattr(self, name)
@@ -122,7 +125,8 @@ class TrainConfig:
         if self.target is not None:
             number("target", -math.inf)
         losses.check_metric(self.target_metric)
-        for name, choices in (("optimizer", OPTIMIZERS), ("decay", DECAYS), ("tbptt", TBPTT)):
+        for name, choices in (("optimizer", OPTIMIZERS), ("decay", DECAYS), ("tbptt", TBPTT),
+                              ("dtype", DTYPES)):
             if getattr(self, name) not in choices:
                 raise UserError(f"unknown {name} {getattr(self, name)!r} (choose from "
                                 f"{', '.join(choices)})")
@@ -180,6 +184,29 @@ def _to_device(state, device):
     return type(state)(_to_device(s, device) for s in state)
 
 
+def precision(model: nn.Module, dtype: str, device: torch.device):
+    """Set ``model`` up for ``dtype``; return the context its forward passes run in.
+
+    float32: as built. float64: the whole model in double precision (parameters, states and
+    float inputs). bfloat16: mixed precision: the weights, gradients and optimiser stay
+    float32, the forward runs under ``torch.autocast(device, bfloat16)`` (matrix products in
+    bfloat16, the loss in float32), on CPU and CUDA. Autocast applies to torch's kernels, which
+    rnnlab's layers run with backend "auto"/"fused"; a layer forced onto rnnlab's explicit
+    BPTT engine (backend="engine") computes in its weights' dtype, so it is refused.
+    """
+    if dtype == "float64":
+        model.to(torch.float64)
+    if dtype != "bfloat16":
+        return contextlib.nullcontext
+    engine = [n for n, m in model.named_modules() if getattr(m, "backend", None) == "engine"]
+    if engine:
+        raise UserError(f"dtype bfloat16 (autocast) runs on torch's fused kernels, but layer "
+                        f"{engine[0]!r} has backend='engine': rnnlab's explicit BPTT engine "
+                        "computes in its weights' dtype (float32 or float64); use "
+                        "backend='auto' or 'fused', or dtype float32")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 class Trainer:
     """The state of one training run and its step.
 
@@ -195,6 +222,8 @@ class Trainer:
         self.config = c
         self.device = torch.device(device) if device is not None else losses.model_device(model)
         self.model = model.to(self.device)
+        self.autocast = precision(self.model, c.dtype, self.device)
+        self.dtype = torch.float64 if c.dtype == "float64" else None  # float inputs' dtype
         self.task = task
         self.optimizer = make_optimizer(model.parameters(), c.optimizer, c.lr, c.weight_decay)
         self.generator = torch.Generator().manual_seed(c.seed)  # the data's random stream
@@ -229,9 +258,10 @@ class Trainer:
         lr = lr_at(self.step, c.lr, c.warmup, c.decay, c.steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = self.next_batch().to(self.device)
-        out, state = losses.forward(model, kind, batch, self.state)
-        loss, t = losses.tally(kind, out, batch)
+        batch = self.next_batch().to(self.device, self.dtype)
+        with self.autocast():
+            out, state = losses.forward(model, kind, batch, self.state)
+            loss, t = losses.tally(kind, out, batch)
         step = self.step + 1
         if not math.isfinite(float(loss.detach())):
             raise NonFiniteError(step, "loss", float(loss.detach()))
@@ -256,8 +286,9 @@ class Trainer:
     def evaluate(self) -> dict:
         """Validation metrics on fixed batches (the seed + 1 stream: the same every time)."""
         c = self.config
-        return losses.evaluate(self.model, self.task, "val", c.eval_batches, c.batch_size,
-                               generator=torch.Generator().manual_seed(c.seed + 1))
+        with self.autocast():
+            return losses.evaluate(self.model, self.task, "val", c.eval_batches, c.batch_size,
+                                   generator=torch.Generator().manual_seed(c.seed + 1))
 
     # -- checkpoint round trip --
     def state_dict(self) -> dict:
@@ -305,17 +336,18 @@ def _eval_record(m: dict) -> dict:
     return {f"val_{k}": v for k, v in m.items() if not isinstance(v, dict)}
 
 
-def _stats(kind: str, rec: dict) -> str:
-    """The progress line's figures for one step record."""
+def _stats(kind: str, rec: dict, unit: str = "char") -> str:
+    """The progress line's figures for one step record (``unit``: what an LM's token is)."""
     if kind == "lm":
-        s = f"loss {rec['loss']:.3f}  {rec['loss'] / math.log(2):.3f} bpc"
+        bits = rec["loss"] / math.log(2)
+        s = f"loss {rec['loss']:.3f}  " + (f"{bits:.3f} bpc" if unit == "char"
+                                           else f"{bits:.2f} bits/{unit}")
     elif kind == "regress":
         s = f"mse {rec['loss']:.4f}"
     else:
         s = f"loss {rec['loss']:.3f}  acc {rec['acc']:.3f}"
     if "val_loss" in rec:
-        v = rec["val_loss"]
-        s += (f"  val {v / math.log(2):.3f} bpc" if kind == "lm"
+        s += (f"  val {rec.get('val_bpc', float('nan')):.3f} bpc" if kind == "lm"
               else f"  val acc {rec.get('val_acc', float('nan')):.3f}")
     return s
 
@@ -377,7 +409,7 @@ def fit(model: nn.Module | Callable[[], nn.Module], task, config: TrainConfig | 
                     history.stopped = "target"
             last = done or out_of_time or asked or history.stopped == "target"
             history.records.append(rec)
-            bar.update(trainer.step, _stats(task.kind, rec))
+            bar.update(trainer.step, _stats(task.kind, rec, getattr(task, "tokens", "char")))
             if any([cb.on_step(trainer, rec, last) is False
                     for cb in callbacks if hasattr(cb, "on_step")]):
                 history.stopped = "callback"

@@ -46,14 +46,15 @@ class Batch:
     distance: Tensor | None = None
     y_in: Tensor | None = None
 
-    def to(self, device) -> Batch:
+    def to(self, device, dtype: torch.dtype | None = None) -> Batch:
         """A copy with every tensor on ``device`` (``lengths`` stays where it is: packing
-        wants it on the CPU)."""
+        wants it on the CPU), floating-point ones in ``dtype`` when given."""
         moved = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, Tensor) and f.name != "lengths":
-                v = v.to(device, non_blocking=True)
+                to = dtype if dtype is not None and v.is_floating_point() else None
+                v = v.to(device, to, non_blocking=True)
             moved[f.name] = v
         return replace(self, **moved)
 

