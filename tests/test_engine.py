@@ -53,3 +53,33 @@ def test_double_backward_is_a_clear_error_not_a_silent_zero():
     out, _ = m(x)  # a plain backward still works
     (g,) = torch.autograd.grad(out.sum(), x)
     assert g.shape == x.shape
+
+
+@pytest.mark.parametrize("packing", ["dense", "packed"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_large_problem_backward_matches_torch(monkeypatch, packing, bidirectional):
+    """The LSTM backward forms its local derivatives step by step when T·B·4H is above
+    LSTMStep.SMALL_LOCALS (a large problem); forcing that path on a small one checks it against
+    torch.nn with copied weights (it once read h_{t-1} where c_{t-1} belongs)."""
+    from rnnlab.cells import LSTMStep
+
+    monkeypatch.setattr(LSTMStep, "SMALL_LOCALS", 0)
+    ref = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=bidirectional).double()
+    ours = rnnlab.LSTM(3, 4, num_layers=2, bidirectional=bidirectional, backend="engine").double()
+    ours.load_state_dict(ref.state_dict())
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, 3, generator=g, dtype=torch.double)
+    D = 2 if bidirectional else 1
+    state = [torch.randn(2 * D, 3, 4, generator=g, dtype=torch.double) for _ in range(2)]
+    results = []
+    for m in (ref, ours):
+        xi = x.clone().requires_grad_()
+        si = [s.clone().requires_grad_() for s in state]
+        inp = xi if packing == "dense" else pack_padded_sequence(xi, torch.tensor([5, 2, 4]),
+                                                                 enforce_sorted=False)
+        out, (h, c) = m(inp, tuple(si))
+        out = out if packing == "dense" else out.data
+        loss = (out * out).sum() + (h * c).sum()
+        results.append((out, h, c, *torch.autograd.grad(loss, [xi, *si, *m.parameters()])))
+    for got, want in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)

@@ -207,7 +207,7 @@ class LSTMStep:
         if P is not None:  # local derivatives in Q, DC: q (i,f,g), q o, ∂L/∂c_t, as (B,1,H), f
             return Qv[:, :, :3], Qv[:, :, 3], DC, DC.unsqueeze(2), f
         w = Q.new_empty(B, H).expand(T, B, H)  # one scratch buffer for every step
-        return (Q, Qv[:, :, :3], *Qv.unbind(2), A, *A.view(T, B, 4, H).unbind(2), DC, HP,
+        return (Q, Qv[:, :, :3], *Qv.unbind(2), A, *A.view(T, B, 4, H).unbind(2), DC, CP,
                 HS, AUX, w)
 
     def backward(self, dh, dcarry, *v):
