@@ -8,17 +8,19 @@ on first use.
 
 import importlib
 
+from .cell_modules import GRUCell, LSTMCell, RNNCell
 from .errors import UserError
-from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .layers import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "UserError", "trace",
            "__version__"]
 
-_SUBMODULES = {"equations", "cells", "engine", "masks", "layers", "telemetry", "attention",
-               "backbone", "models", "seq2seq", "data", "losses", "train", "seeding", "console",
-               "files", "runs", "checkpoint", "probes", "plots", "studies", "report", "cli"}
+_SUBMODULES = {"equations", "cells", "engine", "masks", "layers", "cell_modules", "telemetry",
+               "attention", "backbone", "models", "seq2seq", "data", "losses", "train", "seeding",
+               "console", "files", "runs", "checkpoint", "probes", "plots", "studies", "report",
+               "cli"}
 
 
 def __getattr__(name):
