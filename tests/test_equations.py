@@ -204,3 +204,38 @@ def test_engine_computes_the_equations(mode, nl, packed):
             v = order(torch.stack(vals)).detach()  # (T, B, H)
             want = (v.mean(2) * act).sum(1) / act.sum(1)
             torch.testing.assert_close(tr.gates[name]["mean"][k], want, rtol=0, atol=1e-10)
+
+
+# -- the LSTM with a projection (torch's proj_size) --------------------------------------------
+@pytest.mark.parametrize("packing", ["dense", "packed", "unbatched"])
+@pytest.mark.parametrize("num_layers,bidirectional,bias", [(1, False, True), (2, True, True),
+                                                           (2, True, False)])
+def test_unroll_lstm_with_projection_equals_torch(num_layers, bidirectional, bias, packing):
+    """h_t = W_hr (o ⊙ tanh(c_t)): unroll of a torch.nn.LSTM with proj_size = the module's own
+    output, states and gradients (h of size P, c of size H, the next layer's input P·D)."""
+    P = 2
+    ref = nn.LSTM(I, H, num_layers, bias=bias, bidirectional=bidirectional, proj_size=P,
+                  dtype=D64)
+    LD = num_layers * (2 if bidirectional else 1)
+    g = torch.Generator().manual_seed(0)
+    lead = () if packing == "unbatched" else (B,)
+    x = torch.randn(T, *lead, I, generator=g, dtype=D64, requires_grad=True)
+    hx = (torch.randn(LD, *lead, P, generator=g, dtype=D64, requires_grad=True),
+          torch.randn(LD, *lead, H, generator=g, dtype=D64, requires_grad=True))
+    inp = x
+    if packing == "packed":
+        inp = pack_padded_sequence(x, torch.tensor([6, 2, 5, 1]), enforce_sorted=False)
+    got = E.unroll(ref, inp, hx)
+    want_out, (want_h, want_c) = ref(inp, hx)
+    outs = [(got.output, want_out), (got.h_n, want_h), (got.c_n, want_c)]
+    if packing == "packed":
+        outs[0] = (got.output.data, want_out.data)
+    for a, b in outs:
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    wts = [torch.randn(b.shape, generator=g, dtype=D64) for _, b in outs]
+    ins = [x, *hx, *ref.parameters()]
+    grads = [torch.autograd.grad(sum((v[k] * w).sum() for v, w in zip(outs, wts, strict=True)),
+                                 ins, retain_graph=True) for k in (0, 1)]  # packing is shared
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert got.steps[0].h[0].shape[-1] == P and got.steps[0].c[0].shape[-1] == H

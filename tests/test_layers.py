@@ -368,17 +368,3 @@ def test_parity_on_cuda(mode, packing, dtype):
                          init_state=True)
     assert all(a.is_cuda for _, a, _ in pairs if a.dtype != torch.int64)
     assert_close(pairs, TOL[dtype])
-
-
-# -- an empty batch -------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", MODES)
-def test_empty_batch_like_torch(mode):
-    ours, ref = make_pair(mode, num_layers=2, bidirectional=True)
-    x = torch.randn(T, 0, I, dtype=torch.float64, requires_grad=True)
-    (out, hn), (ref_out, ref_hn) = ours(x), ref(x)
-    assert out.shape == ref_out.shape == (T, 0, 2 * H)
-    finals, ref_finals = (hn, ref_hn) if mode == "lstm" else ((hn,), (ref_hn,))
-    assert [f.shape for f in finals] == [f.shape for f in ref_finals]
-    (out.sum() + sum(f.sum() for f in finals)).backward()
-    assert x.grad.shape == x.shape
-    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in ours.parameters())

@@ -504,3 +504,12 @@ def test_inspect_cli_errors_exit_2(tmp_path):
     bogus.write_text("not a checkpoint")
     res = _invoke(["inspect", str(bogus)])
     assert res.exit_code == 2 and "error:" in res.output
+
+
+def test_trajectory_probes_refuse_an_lstm_with_projection():
+    # their closed forms take W_hh as the state-to-state map; with proj_size h_t = W_hr m_t
+    lstm = rnnlab.LSTM(3, 5, proj_size=2)
+    x = torch.randn(4, 2, 3)
+    for probe in (probes.jacobian_norms, probes.gate_stats):
+        with pytest.raises(ValueError, match="proj_size"):
+            probe(lstm, x)

@@ -9,8 +9,9 @@ by a parallel scan (``rnnlab.scan``), with the same module conventions. Submodul
 
 import importlib
 
+from .cell_modules import GRUCell, LSTMCell, RNNCell
 from .errors import UserError
-from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .layers import GRU, LSTM, RNN
 from .lru import LRU
 from .minrnn import MinGRU, MinLSTM
 
@@ -19,16 +20,14 @@ __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "LRU",
            "UserError", "trace", "__version__"]
 
-_SUBMODULES = {"equations", "cells", "engine", "masks", "layers", "scan", "scanrnn", "minrnn",
-               "lru", "telemetry", "attention", "backbone", "models", "seq2seq", "data",
-               "losses", "train", "seeding", "console", "files", "runs", "rundir", "runload",
-               "sizing", "configfile", "export", "checkpoint", "probes", "plots", "studies",
-               "report", "cli"}
-
 
 def __getattr__(name):
+    """``rnnlab.trace``, and every submodule (``rnnlab.models``, ...) on first use."""
     if name == "trace":
         return importlib.import_module(".telemetry", __name__).trace
-    if name in _SUBMODULES:
+    try:
         return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":  # a submodule that exists but fails to import
+            raise
     raise AttributeError(f"module 'rnnlab' has no attribute '{name}'")

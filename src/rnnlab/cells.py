@@ -26,6 +26,11 @@ GRU), and inside the LSTM's ``backward`` step by step, while the step's data is 
 
 Gate order is torch's: LSTM (i, f, g, o), GRU (r, z, n).
 
+LSTM with a projection (proj_size): the cell's own output is m_t = o ⊙ tanh(c_t), which the
+engine projects to the state h_t = W_hr m_t; what the LSTM step calls h_t (its output slot ``h``
+and the buffer ``HS`` of ``local_derivatives`` / ``backward_views``) is then m_t, and the ∂L/∂h_t
+its ``backward`` receives is ∂L/∂m_t. The recurrent input h_{t-1} is the projected state.
+
 Speed notes (CPU): every torch op costs a few µs at these sizes, so the per-step work is a few
 in-place ops. torch's CPU tanh is several times slower than its σ (about 10× per value), so
 the LSTM computes both its tanh as tanh(v) = 1 − 2σ(−2v): with the g rows of the weights scaled
@@ -207,7 +212,7 @@ class LSTMStep:
         if P is not None:  # local derivatives in Q, DC: q (i,f,g), q o, ∂L/∂c_t, as (B,1,H), f
             return Qv[:, :, :3], Qv[:, :, 3], DC, DC.unsqueeze(2), f
         w = Q.new_empty(B, H).expand(T, B, H)  # one scratch buffer for every step
-        return (Q, Qv[:, :, :3], *Qv.unbind(2), A, *A.view(T, B, 4, H).unbind(2), DC, HP,
+        return (Q, Qv[:, :, :3], *Qv.unbind(2), A, *A.view(T, B, 4, H).unbind(2), DC, CP,
                 HS, AUX, w)
 
     def backward(self, dh, dcarry, *v):

@@ -26,10 +26,27 @@ the contribution of the step after, so when step t reads it, it holds the total 
 Padding rows (packed input, rows beyond a step's batch size) of the output hold unspecified
 finite values; everything downstream ignores them (their gradients are zero).
 
+LSTM with a projection (torch's proj_size P > 0, W_hr (P, H)): the cell computes m_t = o ⊙ tanh(c_t)
+into an (T, B, H) buffer and h_t = W_hr m_t (one GEMM per step) is the state: h lives in the
+(T+1, B, P) buffer and the recurrent GEMM uses it. Backward, per step ∂L/∂m_t = ∂L/∂h_t W_hr
+(one GEMM) feeds the cell's backward in place of ∂L/∂h_t, and ∂L/∂W_hr = Σ_t ∂L/∂h_tᵀ m_t is one
+GEMM over all steps.
+
+Empty problems (a batch of 0 rows, a hidden size of 0): outputs and states of the right empty
+shapes, gradients zeros of the inputs' shapes, as torch's.
+
+Double backward: a backward run with grad mode on (``create_graph=True``) does not use the
+hand-written loop; it replays the forward from the saved inputs with the plain-autograd
+reference (``rnnlab.equations.step``) and returns ``torch.autograd.grad`` of it with
+``create_graph=True``, so the gradients are themselves differentiable (gradgradcheck, gradient
+penalties, Hessian-vector products). The first-order backward is the loop above, unchanged.
+
 Telemetry: when a tap (``rnnlab.telemetry``) is passed, the forward calls
 ``call = tap.record_forward(step, A, sizes)`` (A: the gates after activation, (T, B, G·H), or
 h_t for the RNN) and the backward ``call.record_backward(dh, dc, sizes)`` with the total
-∂L/∂h_t and ∂L/∂c_t of every step, (T, B, H) time-major buffers it fills anyway.
+∂L/∂h_t and ∂L/∂c_t of every step, (T, B, H) time-major buffers it fills anyway (with a projection
+∂L/∂h_t is the gradient reaching the projected h_t, (T, B, P)). The double-backward replay
+records the same quantities, taken from the replay's autograd.
 """
 
 from __future__ import annotations
@@ -37,6 +54,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import equations
 from .gemm import adder, is_small, linear, t_matmul
 from .masks import lengths_to_mask
 
@@ -63,12 +81,19 @@ class Recurrence(torch.autograd.Function):
     """One layer, one direction: (x, h0, c0, weights) -> (output, h_n, c_n)."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, step, batch_sizes, reverse, tap):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, step, batch_sizes, reverse, tap):
         T, B, _ = x.shape
-        H = w_hh.shape[1]
         n = step.n_chunks
+        H = w_hh.shape[0] // n  # hidden size: c_t, the gates
+        R = w_hh.shape[1]  # the size of h_t: H, or P with a projection W_hr (P, H)
         cell, gru = step.has_cell, step.mode == "GRU"
         sizes = tuple(batch_sizes) if batch_sizes is not None else (B,) * T
+        ctx.step, ctx.sizes, ctx.reverse, ctx.empty = step, sizes, reverse, B == 0 or H == 0
+        if ctx.empty:  # nothing to compute: empty outputs, zero gradients (see backward)
+            ctx.tap = None if tap is None else tap.record_forward(step, x.new_zeros(T, 2, n), sizes)
+            ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+            return (x.new_zeros(T, B, R), x.new_zeros(B, R),
+                    x.new_zeros(B, H) if cell else x.new_zeros(0))
         order = list(range(T - 1, -1, -1)) if reverse else list(range(T))
         init = T if reverse else 0  # slot of the initial state
         rd = slice(1, T + 1) if reverse else slice(0, T)  # slots read:    h_{t-1} of step t
@@ -77,8 +102,9 @@ class Recurrence(torch.autograd.Function):
         packed = any(s != B for s in sizes)
         cut = sizes if packed else None  # per-step views are cut to the active rows
         new = x.new_zeros if packed else x.new_empty  # padding rows stay finite (zero)
-        HS = new(T + 1, B, H)
+        HS = new(T + 1, B, R)
         CS = new(T + 1, B, H) if cell else None
+        M = new(T, B, H) if w_hr is not None else None  # projection: m_t = o ⊙ tanh(c_t)
         AUX = new(T, B, H) if (cell or gru) else None  # LSTM: tanh(c_t); GRU: W_hn h_{t-1} + b_hn
         XW = step.project(x, w_ih, b_ih, b_hh)  # (T, B, G·H), one GEMM for all steps
         A = XW if n > 1 else HS[wr]  # the gates, written over xw_t in place (RNN: h_t)
@@ -90,6 +116,8 @@ class Recurrence(torch.autograd.Function):
         # per-step views, cut to the active rows
         hs = HS.unbind(0)
         hp, hw = _cut(hs[rd], cut, B), _cut(hs[wr], cut, B)
+        mw = _cut(M.unbind(0), cut, B) if M is not None else hw  # the cell's own output
+        w_hr_t = w_hr.t() if w_hr is not None else None
         none = [None] * T
         cp, cw = none, none
         if cell:
@@ -108,12 +136,17 @@ class Recurrence(torch.autograd.Function):
             st_u = _cut(A.unflatten(-1, (n, H)).unbind(0), cut, B)
             st_s = _cut([x.new_empty(B, n, H)] * T, cut, B)
 
-        h_n = h0.new_empty(B, H)
+        h_n = h0.new_empty(B, R)
         c_n = c0.new_empty(B, H) if cell else None
-        fwd, args = step.forward, list(zip(a, gates, hp, cp, hw, cw, aux, strict=True))
-        if not packed and not step_stats:  # every row runs every step: the plain loop
+        fwd, args = step.forward, list(zip(a, gates, hp, cp, mw, cw, aux, strict=True))
+        if not packed and not step_stats and M is None:  # every row runs every step: plain loop
             for t in order:
                 fwd(*args[t], w_rec, b_hh)
+        elif not packed and not step_stats:  # the same, with the projection h_t = W_hr m_t
+            for t in order:
+                fwd(*args[t], w_rec, b_hh)
+                torch.mm(mw[t], w_hr_t, out=hw[t])
+        if not packed and not step_stats:
             if T:
                 h_n.copy_(hw[order[-1]])
                 if cell:
@@ -126,6 +159,8 @@ class Recurrence(torch.autograd.Function):
                 if cell:
                     cp[t][prev_bs:] = c0[prev_bs:bs]
             fwd(*args[t], w_rec, b_hh)
+            if M is not None:
+                torch.mm(mw[t], w_hr_t, out=hw[t])  # h_t = W_hr m_t
             if step_stats:
                 step.finish_step(gates[t])  # the gates' final values (LSTM: g from σ(−2a_g))
                 u, sat = st_u[t], st_s[t]
@@ -152,23 +187,26 @@ class Recurrence(torch.autograd.Function):
         if tap is not None:  # the call's record, which the backward completes
             count = torch.tensor(sizes, dtype=x.dtype, device=x.device).clamp_min(1) * H
             tap = tap.record_forward(step, stats.div_(count.view(T, 1, 1)), sizes)
-        ctx.step, ctx.sizes, ctx.order, ctx.tap, ctx.reverse = step, sizes, order, tap, reverse
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, A, HS, CS, AUX)
+        ctx.order, ctx.tap = order, tap
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, A, HS, CS, AUX, M)
         out = HS[wr]
         return out, h_n, (c_n if cell else h_n.new_zeros(0))
 
     @staticmethod
     def backward(ctx, d_out, d_hn, d_cn):
-        # autograd runs a backward with grad mode on only for create_graph=True (double backward)
-        if torch.is_grad_enabled():
-            raise RuntimeError(
-                "rnnlab's BPTT engine computes first derivatives only; for double backward "
-                "(create_graph=True) use backend='fused' or torch.nn outside rnnlab.trace")
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, A, HS, CS, AUX = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        if ctx.empty:
+            return _empty_backward(ctx, saved)
+        # autograd runs a backward with grad mode on only for create_graph=True (double backward);
+        # batched incoming gradients (vmap over the backward: jacobian(vectorize=True),
+        # gradcheck's batched check) cannot go through the in-place loop either
+        if torch.is_grad_enabled() or _batched(d_out, d_hn, d_cn):
+            return _replay_backward(ctx, saved[:8], d_out, d_hn, d_cn)
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, A, HS, CS, AUX, M = saved
         step, sizes, order, tap, reverse = ctx.step, ctx.sizes, ctx.order, ctx.tap, ctx.reverse
         T, B, _ = x.shape
-        H = w_hh.shape[1]
         G = A.shape[2]
+        H, R = G // step.n_chunks, w_hh.shape[1]
         cell, gru = step.has_cell, step.mode == "GRU"
         packed = any(s != B for s in sizes)
         cut = sizes if packed else None
@@ -176,12 +214,12 @@ class Recurrence(torch.autograd.Function):
         rd = slice(1, T + 1) if reverse else slice(0, T)
         wr = slice(0, T) if reverse else slice(1, T + 1)
         if d_hn is None:
-            d_hn = h0.new_zeros(B, H)
+            d_hn = h0.new_zeros(B, R)
         if cell and (d_cn is None or d_cn.numel() == 0):
             d_cn = h0.new_zeros(B, H)
 
         new = HS.new_zeros if packed else HS.new_empty
-        DH = new(T + 1, B, H)  # ∂L/∂h by slot: local first, total once its step runs
+        DH = new(T + 1, B, R)  # ∂L/∂h by slot: local first, total once its step runs
         DH[init] = 0
         if d_out is not None:
             DH[wr] = d_out
@@ -189,7 +227,8 @@ class Recurrence(torch.autograd.Function):
             DH[wr] = 0
         # the cell's local derivatives (all steps at once, or step by step in its backward);
         # Q becomes ∂L/∂a (hidden side) in place
-        Q, P = step.local_derivatives(A, step.gates(A), HS[rd], HS[wr],
+        MS = M if M is not None else HS[wr]  # the cell's own output (o ⊙ tanh(c_t) with W_hr)
+        Q, P = step.local_derivatives(A, step.gates(A), HS[rd], MS,
                                       CS[rd] if cell else None, CS[wr] if cell else None, AUX)
         if cell:  # total ∂L/∂c_t (the LSTM may have filled it with a local derivative)
             DC = P if P is not None else new(T, B, H)
@@ -202,25 +241,31 @@ class Recurrence(torch.autograd.Function):
         q = _cut(Q.unbind(0), cut, B)
         dcr = _cut([dcarry] * T, cut, B)
         # per step: the views the cell's backward takes after (∂L/∂h_t, dcarry)
-        args = _steps(step.backward_views(Q, A, P, HS[rd], HS[wr], CS[rd] if cell else None,
+        args = _steps(step.backward_views(Q, A, P, HS[rd], MS, CS[rd] if cell else None,
                                           AUX, DC), cut, B, T)
+        # with a projection, the cell's backward takes ∂L/∂m_t = ∂L/∂h_t W_hr (one GEMM a step)
+        dm = _cut(new(T, B, H).unbind(0), cut, B) if M is not None else None
         z = _cut(step.gates(A)[1].unbind(0), cut, B) if gru else None
-        back, add_rec = step.backward, adder(w_hh.t(), is_small(H))  # add_rec(y, x): y += x W_hh
+        back, add_rec = step.backward, adder(w_hh.t(), is_small(R))  # add_rec(y, x): y += x W_hh
 
         if not packed:  # every row runs every step: h_n, c_n are the last processed step's
             if T:
                 dhw[order[-1]].add_(d_hn)
                 if cell:
                     dcarry.copy_(d_cn)
-            for t in reversed(order):
-                back(dhw[t], dcarry, *args[t])
-                add_rec(dhp[t], q[t])  # ∂L/∂h_{t-1} += ∂L/∂a_t · W_hh
-                if gru:
-                    dhp[t].addcmul_(dhw[t], z[t])  # the z ⊙ h_{t-1} path
+            if dm is None:
+                for t in reversed(order):
+                    back(dhw[t], dcarry, *args[t])
+                    add_rec(dhp[t], q[t])  # ∂L/∂h_{t-1} += ∂L/∂a_t · W_hh
+                    if gru:
+                        dhp[t].addcmul_(dhw[t], z[t])  # the z ⊙ h_{t-1} path
+            for t in reversed(order) if dm is not None else ():  # the same through W_hr
+                back(torch.mm(dhw[t], w_hr, out=dm[t]), dcarry, *args[t])
+                add_rec(dhp[t], q[t])
             dh0 = DH[init].clone()
             dc0 = dcarry if cell else None
         else:
-            dh0 = h0.new_zeros(B, H)
+            dh0 = h0.new_zeros(B, R)
             dc0 = h0.new_zeros(B, H) if cell else None
         for k in range(T - 1, -1, -1) if packed else ():
             t = order[k]
@@ -233,7 +278,7 @@ class Recurrence(torch.autograd.Function):
                     dcr[t][next_bs:] = d_cn[next_bs:bs]
             if prev_bs < bs:  # rows that start at t (reverse, packed): their slot collects dh0
                 dhp[t][prev_bs:] = 0
-            back(dhw[t], dcr[t], *args[t])
+            back(dhw[t] if dm is None else torch.mm(dhw[t], w_hr, out=dm[t]), dcr[t], *args[t])
             add_rec(dhp[t], q[t])  # ∂L/∂h_{t-1} += ∂L/∂a_t · W_hh
             if gru:
                 dhp[t].addcmul_(dhw[t], z[t])  # the z ⊙ h_{t-1} path
@@ -262,12 +307,14 @@ class Recurrence(torch.autograd.Function):
             D_hid.masked_fill_(pad, 0)
             if D_in is not D_hid:
                 D_in.masked_fill_(pad, 0)
+            if M is not None:
+                DH[wr].masked_fill_(pad, 0)
 
         need = ctx.needs_input_grad
         D_in2, D_hid2 = D_in.view(T * B, G), D_hid.view(T * B, G)
         dx = linear(D_in2, w_ih.t()).view(x.shape) if need[0] else None  # Σ ∂L/∂a_t W_ih
         dw_ih = t_matmul(D_in2, x.reshape(T * B, x.shape[2])) if need[3] else None
-        dw_hh = t_matmul(D_hid2, HS[rd].reshape(T * B, H)) if need[4] else None
+        dw_hh = t_matmul(D_hid2, HS[rd].reshape(T * B, R)) if need[4] else None
         db_ih = D_in2.sum(0) if (b_ih is not None and (need[5] or need[6])) else None
         if b_hh is not None and need[6]:  # RNN, LSTM: the same sum (b_ih, b_hh enter together)
             db_hh = D_hid2.sum(0) if (D_in is not D_hid or db_ih is None) else db_ih.clone()
@@ -275,18 +322,99 @@ class Recurrence(torch.autograd.Function):
             db_hh = None
         if not need[5]:
             db_ih = None
+        dw_hr = None
+        if M is not None and need[7]:  # ∂L/∂W_hr = Σ_t ∂L/∂h_tᵀ m_t, one GEMM over all steps
+            dw_hr = t_matmul(DH[wr].reshape(T * B, R), M.view(T * B, H))
         return (dx, dh0 if need[1] else None, dc0 if (cell and need[2]) else None,
-                dw_ih, dw_hh, db_ih, db_hh, None, None, None, None)
+                dw_ih, dw_hh, db_ih, db_hh, dw_hr, None, None, None, None)
+
+
+def _empty_backward(ctx, saved) -> tuple:
+    """A batch of 0 rows or a hidden size of 0: the outputs depend on no number of the inputs;
+    every gradient is zeros of its input's shape (as torch's)."""
+    if ctx.tap is not None:
+        x, w_hh = saved[0], saved[4]
+        T, B = x.shape[:2]
+        H = w_hh.shape[0] // ctx.step.n_chunks
+        ctx.tap.record_backward(x.new_zeros(T, B, w_hh.shape[1]),
+                                x.new_zeros(T, B, H) if ctx.step.has_cell else None, ctx.sizes)
+    grads = [torch.zeros_like(t) if (t is not None and need) else None
+             for t, need in zip(saved, ctx.needs_input_grad, strict=False)]
+    return (*grads, None, None, None, None)
+
+
+def _batched(*grads) -> bool:
+    """Some incoming gradient is vmap-batched (autograd.grad(is_grads_batched=True), which
+    jacobian(vectorize=True) and gradcheck's batched check use; or torch.func.vmap)."""
+    f = torch._C._functorch
+    return any(g is not None and (f.is_legacy_batchedtensor(g) or f.is_batchedtensor(g))
+               for g in grads)
+
+
+def _replay(step, x: Tensor, h0: Tensor, c0: Tensor | None, weights: tuple, sizes, reverse):
+    """The forward of ``Recurrence`` in plain autograd, one ``equations.step`` per time step:
+    (output (T, B, R), h_n, c_n or None, [h_t], [c_t] or None), lists in time order, h_t and
+    c_t as the step computes them (their gradients are the totals ∂L/∂h_t, ∂L/∂c_t of the
+    active rows). Rows inactive at a step (packed input) keep their state, as the engine's do."""
+    mode = "RNN" if step.mode.startswith("RNN") else step.mode
+    nonlinearity = getattr(step, "nonlinearity", "tanh")
+    T, B = x.shape[:2]
+    rows = torch.arange(B, device=x.device).unsqueeze(1)  # (B, 1)
+    h, c = h0, (c0 if step.has_cell else None)
+    outs, hs, cs = [None] * T, [None] * T, [None] * T
+    for t in range(T - 1, -1, -1) if reverse else range(T):
+        h_new, c_new, _ = equations.step(mode, x[t], h, c, weights, nonlinearity)
+        hs[t], cs[t] = h_new, c_new
+        if sizes[t] < B:  # packed: rows beyond the step's batch size keep their state
+            active = rows < sizes[t]
+            h_new = torch.where(active, h_new, h)
+            c_new = torch.where(active, c_new, c) if c is not None else None
+        outs[t], h, c = h_new, h_new, c_new
+    return torch.stack(outs), h, c, hs, (cs if step.has_cell else None)
+
+
+def _replay_backward(ctx, saved, d_out, d_hn, d_cn) -> tuple:
+    """Double backward: the gradients as differentiable functions of the saved inputs and of
+    the incoming gradients, by replaying the forward with ``equations`` under autograd (also
+    the path for vmap-batched incoming gradients, with create_graph as the caller asked)."""
+    create_graph = torch.is_grad_enabled()
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = saved
+    step, sizes, tap = ctx.step, ctx.sizes, ctx.tap
+    inputs = list(saved)
+    wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[i]]
+    weights = (w_ih, w_hh, b_ih, b_hh) + ((w_hr,) if w_hr is not None else ())
+    with torch.enable_grad():
+        out, h_n, c_n, hs, cs = _replay(step, x, h0, c0, weights, sizes, ctx.reverse)
+        outs, d_outs = [out, h_n], [d_out, d_hn]
+        if step.has_cell:
+            outs.append(c_n)
+            d_outs.append(d_cn)
+        record = tap is not None and not _batched(d_out, d_hn, d_cn)
+        states = (hs + (cs or [])) if record else []  # their grads: the totals ∂L/∂h_t, ∂L/∂c_t
+        got = torch.autograd.grad(outs, [inputs[i] for i in wanted] + states, d_outs,
+                                  create_graph=create_graph, allow_unused=True)
+    if record:
+        T = x.shape[0]
+        total = [g.detach() if g is not None else torch.zeros_like(v)
+                 for g, v in zip(got[len(wanted):], states, strict=True)]
+        tap.record_backward(torch.stack(total[:T]),
+                            torch.stack(total[T:]) if step.has_cell else None, sizes)
+    grads = [None] * len(inputs)
+    for i, g in zip(wanted, got, strict=False):
+        grads[i] = g
+    return (*grads, None, None, None, None)
 
 
 def run(step, x: Tensor, h0: Tensor, c0: Tensor | None, w_ih, w_hh, b_ih, b_hh,
-        batch_sizes: tuple[int, ...] | None = None, reverse: bool = False, tap=None):
-    """Run one direction of one layer over time-major ``x`` (T, B, I).
+        batch_sizes: tuple[int, ...] | None = None, reverse: bool = False, tap=None, *,
+        w_hr: Tensor | None = None):
+    """Run one direction of one layer over time-major ``x`` (T, B, I); ``w_hr`` (P, H): the
+    LSTM's projection (torch's proj_size), h_t = W_hr (o ⊙ tanh(c_t)).
 
-    Returns (output (T, B, H), h_n (B, H), c_n (B, H) or None).
+    Returns (output (T, B, R), h_n (B, R), c_n (B, H) or None), R = H, or P with W_hr.
     """
     if c0 is None:
         c0 = h0.new_zeros(0)
-    out, h_n, c_n = Recurrence.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, step,
+    out, h_n, c_n = Recurrence.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, step,
                                      batch_sizes, reverse, tap)
     return out, h_n, (c_n if step.has_cell else None)

@@ -14,7 +14,7 @@ stacked in torch's order, LSTM (i, f, g, o), GRU (r, z, n).
     RNN:  h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),  φ = tanh (or relu)
     LSTM: i, f, g, o = σ, σ, tanh, σ of (W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
           c_t = f ⊙ c_{t-1} + i ⊙ g
-          h_t = o ⊙ tanh(c_t)
+          h_t = o ⊙ tanh(c_t)         (with proj_size P > 0: h_t = W_hr (o ⊙ tanh(c_t)), size P)
     GRU:  r = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
           z = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
           n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t-1} + b_hn))
@@ -66,9 +66,12 @@ def rnn_step(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | No
 
 
 def lstm_step(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
-              b_ih: Tensor | None = None, b_hh: Tensor | None = None
+              b_ih: Tensor | None = None, b_hh: Tensor | None = None, w_hr: Tensor | None = None
               ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """LSTM: one step, (x_t, h_{t-1}, c_{t-1}) -> (h_t, c_t, {"i", "f", "g", "o"})."""
+    """LSTM: one step, (x_t, h_{t-1}, c_{t-1}) -> (h_t, c_t, {"i", "f", "g", "o"}).
+
+    With a projection W_hr (P, H) (torch's proj_size = P): h_t = W_hr (o ⊙ tanh(c_t)), of size P,
+    and h_{t-1} (B, P) enters through W_hh (4H, P)."""
     a = _lin(x, w_ih, b_ih) + _lin(h, w_hh, b_hh)  # a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
     a_i, a_f, a_g, a_o = a.chunk(4, -1)  # torch's gate order i, f, g, o
     i = torch.sigmoid(a_i)  # i_t = σ(a_i)      input gate
@@ -77,6 +80,8 @@ def lstm_step(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
     o = torch.sigmoid(a_o)  # o_t = σ(a_o)      output gate
     c = f * c + i * g  # c_t = f ⊙ c_{t-1} + i ⊙ g
     h = o * torch.tanh(c)  # h_t = o ⊙ tanh(c_t)
+    if w_hr is not None:
+        h = h @ w_hr.T  # h_t = W_hr (o ⊙ tanh(c_t))   projection (proj_size)
     return h, c, {"i": i, "f": f, "g": g, "o": o}
 
 
@@ -94,8 +99,9 @@ def gru_step(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | No
 
 def step(mode: str, x: Tensor, h: Tensor, c: Tensor | None, weights, nonlinearity: str = "tanh"
          ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-    """One step of ``mode`` ("RNN", "LSTM", "GRU") with weights (W_ih, W_hh, b_ih, b_hh):
-    (h_t, c_t or None, gates). The RNN has no gates ({})."""
+    """One step of ``mode`` ("RNN", "LSTM", "GRU") with weights (W_ih, W_hh, b_ih, b_hh), for an
+    LSTM with a projection (W_ih, W_hh, b_ih, b_hh, W_hr): (h_t, c_t or None, gates). The RNN has
+    no gates ({})."""
     if mode == "LSTM":
         return lstm_step(x, h, c, *weights)
     if mode == "GRU":
@@ -161,16 +167,16 @@ def _describe(layer, weights):
         nonlinearity = "relu" if mode == "RNN_RELU" else "tanh"
     else:
         mode = layer.mode  # rnnlab: RNN, LSTM, GRU; torch.nn: RNN_TANH, RNN_RELU, LSTM, GRU
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         if getattr(layer, "proj_size", 0):
-            raise ValueError("unroll does not implement the LSTM's proj_size")
+            names += ("weight_hr",)  # h_t = W_hr (o ⊙ tanh(c_t))
         nonlinearity = getattr(layer, "nonlinearity", "tanh")
         L, D = layer.num_layers, 2 if layer.bidirectional else 1
         batch_first = layer.batch_first
         if weights is None:
             get = lambda name, k: getattr(layer, f"{name}_l{k // D}" + ("_reverse" if k % D else
                                                                          ""), None)
-            weights = [tuple(get(n, k) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-                       for k in range(L * D)]
+            weights = [tuple(get(n, k) for n in names) for k in range(L * D)]
     if mode.startswith("RNN"):
         mode = "RNN"
     if mode not in GATES:
@@ -194,9 +200,10 @@ def unroll(layer, x: Tensor | PackedSequence, hx=None, *, weights=None, window: 
     x, hx: exactly what the layer takes: x (T, B, I), or (B, T, I) with batch_first, or one
         sequence (T, I), or a PackedSequence; hx = h_0 (L·D, B, H) or, for the LSTM, (h_0, c_0)
         ((L·D, H) for one sequence); zeros when None.
-    weights: (W_ih, W_hh, b_ih, b_hh) for a mode string; for a module, optionally a list of
+    weights: (W_ih, W_hh, b_ih, b_hh) for a mode string, (W_ih, W_hh, b_ih, b_hh, W_hr) for an
+        LSTM with a projection (biases None when absent); for a module, optionally a list of
         them, one per layer·direction k, used instead of its parameters (e.g. detached float64
-        copies).
+        copies). An LSTM module's proj_size is read: h_t = W_hr (o ⊙ tanh(c_t)).
     window k: truncated BPTT, the state entering step s is detached for s < T − k, so the
         gradient flows back k state-to-state steps (step s counted in processing order).
     block: "h": the state h_{t-1} entering each step is detached (for the LSTM: only the cell
@@ -221,11 +228,12 @@ def unroll(layer, x: Tensor | PackedSequence, hx=None, *, weights=None, window: 
         x = x.unsqueeze(1)  # one sequence (T, I) -> (T, 1, I)
     tdim = 1 if (batch_first and batched and packed is None) else 0  # the time axis of x
     B = x.shape[1 - tdim]
-    H = weights[0][1].shape[1]
+    R = weights[0][1].shape[1]  # the size of h (proj_size with a projection)
+    H = weights[0][1].shape[0] // max(1, len(GATES[mode]))  # the size of c (hidden_size)
     h0, c0 = (hx if mode == "LSTM" else (hx, None)) if hx is not None else (None, None)
-    zeros = x.new_zeros(L * D, B, H)
-    h0 = zeros if h0 is None else (h0 if batched else h0.unsqueeze(1))
-    c0 = (zeros if c0 is None else (c0 if batched else c0.unsqueeze(1))) if mode == "LSTM" else None
+    h0 = x.new_zeros(L * D, B, R) if h0 is None else (h0 if batched else h0.unsqueeze(1))
+    if mode == "LSTM":
+        c0 = x.new_zeros(L * D, B, H) if c0 is None else (c0 if batched else c0.unsqueeze(1))
 
     steps, h_n, c_n = [], [], []
     inp = x

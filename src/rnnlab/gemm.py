@@ -35,7 +35,11 @@ SMALL_WIDTH = 128  # per-step products narrower than this stay on BLAS
 
 
 def _onednn(x: Tensor, w: Tensor) -> bool:
-    return _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 == w.dtype
+    """oneDNN for float32 on CPU, with no empty operand (oneDNN cannot build a primitive for a
+    zero-size dimension: an empty batch, a zero hidden or input size; BLAS returns the empty or
+    zero result)."""
+    return (_ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 == w.dtype
+            and x.numel() > 0 and w.numel() > 0)
 
 
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None, small: bool = False) -> Tensor:
@@ -53,7 +57,8 @@ def linear_add(out: Tensor, y: Tensor, x: Tensor, w: Tensor, small: bool = False
 
 
 def adder(w: Tensor, small: bool = False):
-    """f(y, x): y += x Wᵀ in place, for a fixed w (M, K) used at every step of a loop."""
+    """f(y, x): y += x Wᵀ in place, for a fixed w (M, K) used at every step of a loop (the
+    engine never calls it with an empty x: it handles empty batches before its loops)."""
     if not small and _onednn(w, w):
         return lambda y, x: y.add_(_LINEAR(x, w, None, "none", [], ""))
     wt = w.t()
@@ -64,8 +69,8 @@ def t_matmul(a: Tensor, b: Tensor) -> Tensor:
     """aᵀ b for a (N, M), b (N, K) -> (M, K), a sum over the long dimension N (a weight
     gradient Σ_t ∂L/∂a_tᵀ x_t). oneDNN is fastest computing its transpose bᵀ a as a
     linear layer with weight aᵀ."""
-    if _onednn(a, b):
-        return _LINEAR(b.t(), a.t(), None, "none", [], "").t()
+    if _onednn(a, b):  # contiguous, as a gradient should be (the copy is of M·K values)
+        return _LINEAR(b.t(), a.t(), None, "none", [], "").t().contiguous()
     return a.t() @ b
 
 

@@ -1,9 +1,15 @@
-"""RNN / LSTM / GRU modules (and their single-step cells), drop-in compatible with torch.nn.
+"""RNN / LSTM / GRU modules, drop-in compatible with torch.nn (the single-step cells are in
+``rnnlab.cell_modules``).
 
 Same constructor arguments, parameter names and shapes (``weight_ih_l0``, ``bias_hh_l1_reverse``,
-...), gate orders, inputs (Tensor, PackedSequence, unbatched 2-D) and return values as
+``weight_hr_l0`` for an LSTM with ``proj_size``, ...), gate orders, inputs (Tensor,
+PackedSequence, unbatched 2-D), return values and argument errors as
 ``torch.nn.RNN/LSTM/GRU``, so ``load_state_dict`` works both ways. The recurrence runs on
 rnnlab's explicit BPTT engine (``rnnlab.engine``).
+
+LSTM with ``proj_size`` P > 0 (torch's LSTM with projections): h_t = W_hr (o ⊙ tanh(c_t)),
+W_hr (P, H) in ``weight_hr_l{k}``; h_0, h_n and the output have size P (the next layer's input
+P·D), c_0, c_n size H.
 
 Extra keyword arguments torch lacks:
 
@@ -35,11 +41,19 @@ _N_CHUNKS = {"RNN": 1, "LSTM": 4, "GRU": 3}
 _BACKENDS = ("auto", "engine", "fused")
 
 
-def _check_positive_int(name: str, value) -> None:
+def _check_int(name: str, value, minimum: int = 1) -> None:
+    """torch's checks and messages: TypeError for a non-int (rnnlab also refuses a bool),
+    ValueError below ``minimum`` (1: "must be greater than zero"; 0: "must not be negative")."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be greater than zero, got {value}")
+    if value < minimum:
+        what = "must be greater than zero" if minimum == 1 else "must not be negative"
+        raise ValueError(f"{name} {what}, got {value}")
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
 
 
 class _InitMixin:
@@ -75,9 +89,11 @@ class _InitMixin:
         for w in self.parameters():
             nn.init.uniform_(w, -k, k)
         H = self.hidden_size
+        if H == 0:  # a cell of hidden size 0: no recurrent block to shape
+            return
         with torch.no_grad():
             for w_hh, b_ih, b_hh in self._weight_groups():
-                for block in w_hh.split(H, 0):  # one H×H block per gate
+                for block in w_hh.split(H, 0):  # one H×H block per gate (H×P: proj_size)
                     if self.recurrent_init == "orthogonal":
                         nn.init.orthogonal_(block)  # W = r·Q, Q orthogonal
                         block.mul_(1.0 if self.spectral_radius is None else self.spectral_radius)
@@ -99,27 +115,38 @@ class RNNBase(_InitMixin, nn.Module):
                  recurrent_init: str = "default", spectral_radius: float | None = None,
                  backend: str = "auto"):
         super().__init__()
-        _check_positive_int("input_size", input_size)
-        _check_positive_int("hidden_size", hidden_size)
-        _check_positive_int("num_layers", num_layers)
-        if backend not in _BACKENDS:
-            raise ValueError(f"Unknown backend '{backend}'. Select from {', '.join(_BACKENDS)}.")
-        self.backend = backend
+        # torch's checks, in torch's order, with its exception types and messages
         if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Number)
                 or not 0 <= dropout <= 1):
             raise ValueError("dropout should be a number in range [0, 1] representing the "
                              f"probability of an element being zeroed, got {dropout!r}")
-        if proj_size:
-            raise ValueError("rnnlab layers do not implement proj_size; use torch.nn.LSTM")
         if dropout > 0 and num_layers == 1:
             warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
                           "non-zero dropout expects num_layers greater than 1, but got "
                           f"dropout={dropout} and num_layers={num_layers}", stacklevel=3)
+        _check_bool("bias", bias)
+        _check_bool("batch_first", batch_first)
+        _check_int("input_size", input_size)
+        _check_int("hidden_size", hidden_size)
+        _check_int("num_layers", num_layers)
+        if isinstance(proj_size, bool) or not isinstance(proj_size, int):
+            raise TypeError(f"proj_size should be of type int, got: {type(proj_size).__name__}")
+        if proj_size < 0:
+            raise ValueError("proj_size should be a positive integer or zero to disable "
+                             "projections")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
+        if backend not in _BACKENDS:
+            raise ValueError(f"Unknown backend '{backend}'. Select from {', '.join(_BACKENDS)}.")
+        if proj_size and spectral_radius is not None and recurrent_init == "default":
+            raise ValueError("spectral_radius rescales square W_hh blocks; with proj_size they "
+                             "are H×P: use recurrent_init='orthogonal' (r·Q, Q semi-orthogonal)")
+        self.backend = backend
         self.mode = mode
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first = bias, batch_first
         self.dropout, self.bidirectional = float(dropout), bidirectional
-        self.proj_size = 0
+        self.proj_size = proj_size
         self.nonlinearity = nonlinearity
         self.step = make_step(mode, nonlinearity)  # validates nonlinearity
         self._check_init_options(forget_bias, recurrent_init, spectral_radius, bias)
@@ -128,14 +155,17 @@ class RNNBase(_InitMixin, nn.Module):
         D = 2 if bidirectional else 1
         G = _N_CHUNKS[mode] * hidden_size
         factory = {"device": device, "dtype": dtype}
-        self._flat_weights_names = []
+        R = proj_size or hidden_size  # the size of h: the projection's, else hidden_size
+        self._flat_weights_names = []  # torch's order: w_ih, w_hh, b_ih, b_hh, w_hr per group
         for layer in range(num_layers):
-            layer_in = input_size if layer == 0 else hidden_size * D
+            layer_in = input_size if layer == 0 else R * D
             for direction in range(D):
                 sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                shapes = {"weight_ih": (G, layer_in), "weight_hh": (G, hidden_size)}
+                shapes = {"weight_ih": (G, layer_in), "weight_hh": (G, R)}
                 if bias:
                     shapes.update({"bias_ih": (G,), "bias_hh": (G,)})
+                if proj_size:
+                    shapes["weight_hr"] = (proj_size, hidden_size)  # h_t = W_hr (o ⊙ tanh(c_t))
                 for name, shape in shapes.items():
                     self.register_parameter(name + sfx, nn.Parameter(torch.empty(shape, **factory)))
                     self._flat_weights_names.append(name + sfx)
@@ -155,24 +185,33 @@ class RNNBase(_InitMixin, nn.Module):
 
     @property
     def all_weights(self) -> list[list[Tensor]]:
-        per = 4 if self.bias else 2
+        per = (4 if self.bias else 2) + (1 if self.proj_size else 0)
         w = self._flat_weights
         return [w[i : i + per] for i in range(0, len(w), per)]
 
     def weights(self, layer: int, direction: int = 0) -> tuple:
-        """(W_ih, W_hh, b_ih, b_hh) of one layer and direction (biases None when bias=False)."""
+        """(W_ih, W_hh, b_ih, b_hh) of one layer and direction (biases None when bias=False);
+        an LSTM with proj_size adds its projection: (W_ih, W_hh, b_ih, b_hh, W_hr)."""
         sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
         get = lambda n: getattr(self, n + sfx, None)
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        w = get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        return w + (get("weight_hr"),) if self.proj_size else w
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "proj_size" not in state:  # pickled before proj_size existed (torch does the same)
+            self.proj_size = 0
 
     def _weight_groups(self):
         for layer in range(self.num_layers):
             for d in range(self.num_directions):
-                _, w_hh, b_ih, b_hh = self.weights(layer, d)
+                _, w_hh, b_ih, b_hh = self.weights(layer, d)[:4]
                 yield w_hh, b_ih, b_hh
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if self.mode == "RNN" and self.nonlinearity != "tanh":
@@ -212,7 +251,7 @@ class RNNBase(_InitMixin, nn.Module):
             sizes = sorted_idx = unsorted_idx = None
         self._check_input(x)
 
-        B, D, H = x.shape[1], self.num_directions, self.hidden_size
+        B, D, R = x.shape[1], self.num_directions, self.proj_size or self.hidden_size
         h0, c0 = self._initial_state(hx, x, B, batched, sorted_idx)
 
         if fused:
@@ -222,7 +261,7 @@ class RNNBase(_InitMixin, nn.Module):
             output, h_n, c_n = self._engine(x, sizes, h0, c0)
         if packed:
             if not fused:
-                output = output.reshape(-1, D * H).index_select(0, flat_idx)
+                output = output.reshape(-1, D * R).index_select(0, flat_idx)
             output = PackedSequence(output, batch_sizes, sorted_idx, unsorted_idx)
             if unsorted_idx is not None:
                 h_n = h_n.index_select(1, unsorted_idx)
@@ -263,9 +302,10 @@ class RNNBase(_InitMixin, nn.Module):
             for d in range(D):
                 k = layer * D + d
                 tap = self._taps[k] if self._taps is not None else None
+                w = self.weights(layer, d)  # (W_ih, W_hh, b_ih, b_hh[, W_hr])
                 out, h, c = engine.run(self.step, layer_in, h0[k], None if c0 is None else c0[k],
-                                       *self.weights(layer, d), batch_sizes=sizes,
-                                       reverse=d == 1, tap=tap)
+                                       *w[:4], batch_sizes=sizes, reverse=d == 1, tap=tap,
+                                       w_hr=w[4] if len(w) > 4 else None)
                 outs.append(out)
                 h_n.append(h)
                 c_n.append(c)
@@ -278,31 +318,38 @@ class RNNBase(_InitMixin, nn.Module):
         check_input(type(self).__name__, x, self.input_size, self.weight_ih_l0)
 
     def _initial_state(self, hx, x, B, batched, sorted_idx):
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        """(h_0 (L·D, B, R), c_0 (L·D, B, H) or None) from hx, with torch's checks; R is the
+        size of h (proj_size with a projection)."""
+        LD = self.num_layers * self.num_directions
         lstm = self.mode == "LSTM"
+        shapes = [(LD, B, self.proj_size or self.hidden_size), (LD, B, self.hidden_size)]
         if hx is None:
-            z = x.new_zeros(shape)
-            return z, (z if lstm else None)
+            h0 = x.new_zeros(shapes[0])
+            return h0, ((x.new_zeros(shapes[1]) if self.proj_size else h0) if lstm else None)
         states = hx if lstm else (hx,)
         if lstm and not isinstance(hx, tuple | list):
             raise TypeError(f"LSTM expects hx as a tuple (h_0, c_0), got {type(hx).__name__}")
         if lstm and len(hx) != 2:  # torch: RuntimeError "lstm expects two hidden states"
             raise RuntimeError(f"LSTM expects two hidden states (h_0, c_0), got {len(hx)}")
-        out = []
-        for i, s in enumerate(states):
+        for s in states:
             if not isinstance(s, Tensor):
                 raise TypeError(f"hx must be a Tensor, got {type(s).__name__}")
-            if batched and s.dim() != 3:
-                raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got "
-                                   f"{s.dim()}-D tensor")
-            if not batched:
-                if s.dim() != 2:
-                    raise RuntimeError(f"For unbatched 2-D input, hx should also be 2-D but got "
-                                       f"{s.dim()}-D tensor")
-                s = s.unsqueeze(1)
-            if tuple(s.shape) != shape:
+        want = 3 if batched else 2
+        if any(s.dim() != want for s in states):  # torch's words
+            kind = "batched 3-D" if batched else "unbatched 2-D"
+            got = ", ".join(f"{s.dim()}-D" for s in states)
+            raise RuntimeError(f"For {kind} input, hx and cx should also be {want}-D but got "
+                               f"({got}) tensors" if lstm else f"For {kind} input, hx should "
+                               f"also be {want}-D but got {got} tensor")
+        out = []
+        for i, s in enumerate(states):
+            s = s if batched else s.unsqueeze(1)
+            if tuple(s.shape) != shapes[i]:
                 what = f"hidden[{i}]" if lstm else "hidden"
-                raise RuntimeError(f"Expected {what} size {shape}, got {list(s.shape)}")
+                raise RuntimeError(f"Expected {what} size {shapes[i]}, got {list(s.shape)}")
+            if s.device != x.device:
+                raise RuntimeError(f"Input and hidden tensors are not at the same device, found "
+                                   f"input tensor at {x.device} and hidden tensor at {s.device}")
             if s.dtype != x.dtype:
                 raise RuntimeError(f"hx must have the type {x.dtype}, got type {s.dtype}")
             if sorted_idx is not None:
@@ -317,9 +364,9 @@ def time_major(input, batch_first: bool, name: str) -> tuple[Tensor, bool]:
     if not isinstance(input, Tensor):
         raise TypeError(f"{name}: expected a Tensor or PackedSequence, "
                         f"got {type(input).__name__}")
-    if input.dim() not in (2, 3):
-        raise ValueError(f"{name}: Expected input to be 2D or 3D, "
-                         f"got {input.dim()}D tensor instead")
+    if input.dim() not in (2, 3):  # torch's words (its RNN says "tensor", not the others)
+        raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.dim()}D "
+                         f"{'tensor ' if name == 'RNN' else ''}instead")
     batched = input.dim() == 3
     x = input if batched else input.unsqueeze(1)
     if batched and batch_first:
@@ -335,12 +382,13 @@ def check_input(name: str, x: Tensor, input_size: int, w: Tensor) -> None:
     if x.size(-1) != input_size:
         raise RuntimeError(f"input.size(-1) must be equal to input_size. "
                            f"Expected {input_size}, got {x.size(-1)}")
-    if x.dtype != w.dtype:  # torch raises ValueError here too
-        raise ValueError(f"{name} input dtype ({x.dtype}) does not match weight "
-                         f"dtype ({w.dtype}). Convert input: input.to({w.dtype}), or convert "
+    if x.dtype != w.dtype:  # torch's ValueError, word for word (it says "RNN" for all three)
+        raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype "
+                         f"({w.dtype}). Convert input: input.to({w.dtype}), or convert "
                          f"model: model.to({x.dtype})")
     if x.device != w.device:
-        raise RuntimeError(f"input is on {x.device} but the parameters are on {w.device}")
+        raise RuntimeError(f"Input and parameter tensors are not at the same device, found "
+                           f"input tensor at {x.device} and parameter tensor at {w.device}")
 
 
 def _packed_to_padded(data: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
@@ -360,7 +408,8 @@ class RNN(RNNBase):
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None, *,
                  recurrent_init: str = "default", spectral_radius: float | None = None,
-                 backend: str = "auto"):
+                 backend: str = "auto", proj_size=None):
+        _refuse_proj_size(proj_size)
         super().__init__("RNN", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, device, dtype, nonlinearity=nonlinearity,
                          recurrent_init=recurrent_init, spectral_radius=spectral_radius,
@@ -368,7 +417,8 @@ class RNN(RNNBase):
 
 
 class LSTM(RNNBase):
-    """LSTM, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(c_t); torch.nn.LSTM's API (no proj_size)."""
+    """LSTM, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(c_t) (with proj_size P > 0:
+    h_t = W_hr (o⊙tanh(c_t))); torch.nn.LSTM's API."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
@@ -387,102 +437,14 @@ class GRU(RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, recurrent_init: str = "default",
-                 spectral_radius: float | None = None, backend: str = "auto"):
+                 spectral_radius: float | None = None, backend: str = "auto", proj_size=None):
+        _refuse_proj_size(proj_size)
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, device, dtype, recurrent_init=recurrent_init,
                          spectral_radius=spectral_radius, backend=backend)
 
 
-# -- single-step cells ---------------------------------------------------------------------------
-class RNNCellBase(_InitMixin, nn.Module):
-    """One step of a cell, torch.nn.RNNCell/LSTMCell/GRUCell's API, on the same engine (T = 1)."""
-
-    def __init__(self, mode: str, input_size: int, hidden_size: int, bias: bool = True,
-                 device=None, dtype=None, *, nonlinearity: str = "tanh",
-                 forget_bias: float | None = None, recurrent_init: str = "default",
-                 spectral_radius: float | None = None):
-        super().__init__()
-        _check_positive_int("input_size", input_size)
-        _check_positive_int("hidden_size", hidden_size)
-        self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
-        self.bias = bias
-        self.nonlinearity = nonlinearity
-        self.step = make_step(mode, nonlinearity)
-        self._check_init_options(forget_bias, recurrent_init, spectral_radius, bias)
-        G = _N_CHUNKS[mode] * hidden_size
-        factory = {"device": device, "dtype": dtype}
-        self.weight_ih = nn.Parameter(torch.empty(G, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(G, hidden_size, **factory))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(G, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(G, **factory))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
-        self.reset_parameters()
-
-    def _weight_groups(self):
-        yield self.weight_hh, self.bias_ih, self.bias_hh
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.mode == "RNN" and self.nonlinearity != "tanh":
-            s += f", nonlinearity={self.nonlinearity!r}"
-        return s
-
-    def forward(self, input: Tensor, hx=None):
-        name = type(self).__name__
-        if input.dim() not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        if input.size(-1) != self.input_size:
-            raise RuntimeError(f"input has inconsistent input_size: got {input.size(-1)} "
-                               f"expected {self.input_size}")
-        batched = input.dim() == 2
-        x = input if batched else input.unsqueeze(0)
-        B, H = x.shape[0], self.hidden_size
-        lstm = self.mode == "LSTM"
-        if hx is None:
-            states = [x.new_zeros(B, H)] * (2 if lstm else 1)
-        else:
-            if lstm and not (isinstance(hx, tuple | list) and len(hx) == 2):
-                raise TypeError(f"LSTMCell expects hx as a tuple (h, c), got {type(hx).__name__}")
-            states = list(hx) if lstm else [hx]
-            for i, s in enumerate(states):
-                s = s if batched else s.unsqueeze(0)
-                if tuple(s.shape) != (B, H):
-                    raise RuntimeError(f"hidden{i} has inconsistent size: got {list(s.shape)}, "
-                                       f"expected {[B, H]}")
-                states[i] = s
-        _, h, c = engine.run(self.step, x.unsqueeze(0), states[0], states[1] if lstm else None,
-                             self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        if not batched:
-            h = h.squeeze(0)
-            c = c.squeeze(0) if c is not None else None
-        return (h, c) if lstm else h
-
-
-class RNNCell(RNNCellBase):
-    """h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu); torch.nn.RNNCell's API."""
-
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 nonlinearity: str = "tanh", device=None, dtype=None, **init):
-        super().__init__("RNN", input_size, hidden_size, bias, device, dtype,
-                         nonlinearity=nonlinearity, **init)
-
-
-class LSTMCell(RNNCellBase):
-    """(h', c') from (x, (h, c)); torch.nn.LSTMCell's API, plus ``forget_bias=``."""
-
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 device=None, dtype=None, **init):
-        super().__init__("LSTM", input_size, hidden_size, bias, device, dtype, **init)
-
-
-class GRUCell(RNNCellBase):
-    """h' = (1−z)⊙n + z⊙h; torch.nn.GRUCell's API."""
-
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 device=None, dtype=None, **init):
-        super().__init__("GRU", input_size, hidden_size, bias, device, dtype, **init)
+def _refuse_proj_size(proj_size) -> None:
+    """torch's RNN and GRU refuse a proj_size keyword, whatever its value."""
+    if proj_size is not None:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")

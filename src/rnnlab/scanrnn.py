@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .layers import _check_positive_int, _packed_to_padded, check_input, time_major
+from .layers import _check_int, _packed_to_padded, check_input, time_major
 from .scan import linear_scan, log_linear_scan
 
 SCANS = ("parallel", "sequential")
@@ -63,11 +63,11 @@ class ScanRNNBase(nn.Module):
                  state_size: int | None = None, scan: str = "parallel",
                  log_space: bool = False):
         super().__init__()
-        _check_positive_int("input_size", input_size)
-        _check_positive_int("hidden_size", hidden_size)
-        _check_positive_int("num_layers", num_layers)
+        _check_int("input_size", input_size)
+        _check_int("hidden_size", hidden_size)
+        _check_int("num_layers", num_layers)
         if state_size is not None:
-            _check_positive_int("state_size", state_size)
+            _check_int("state_size", state_size)
         if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Number)
                 or not 0 <= dropout <= 1):
             raise ValueError("dropout should be a number in range [0, 1] representing the "

@@ -13,7 +13,9 @@ time steps t = 0..T−1 in input order (also for the reverse direction):
 
 - ``grad_h[k, t]`` = mean over the batch of ‖∂L/∂h_t‖₂, the *total* gradient reaching h_t: from
   the loss at t, from h_{t+1} (through the recurrence) and from the layer above; exactly what
-  ``h_t.retain_grad()`` would give, averaged over the batch;
+  ``h_t.retain_grad()`` would give, averaged over the batch. For an LSTM with ``proj_size`` this is
+  the gradient reaching the projected state h_t = W_hr (o ⊙ tanh(c_t)) (size proj_size), the h_t
+  the layer outputs and feeds back;
 - ``grad_c[k, t]``: the same for the LSTM cell state c_t (from c_{t+1} and from h_t);
 - ``gates[name]["mean"][k, t]``: the gate's mean over batch and units at step t, and
   ``gates[name]["saturated"][k, t]`` the fraction of its values that are saturated: σ gates
@@ -21,7 +23,12 @@ time steps t = 0..T−1 in input order (also for the reverse direction):
   The vanilla RNN has no gates: its activation h_t is reported as "h" (tanh: |h| > 0.95;
   relu: "saturated" counts the dead units, h = 0).
 
-With packed input (PackedSequence), step t averages over the sequences still active at t.
+With packed input (PackedSequence), step t averages over the sequences still active at t (an
+empty batch records zeros).
+
+Double backward (``create_graph=True``, e.g. a gradient penalty) is recorded too: that backward
+replays the forward with the reference equations, and the record holds the same totals ∂L/∂h_t,
+∂L/∂c_t of that (first-order) backward.
 
 The scan-trained layers (``ScanRNNBase``: rnnlab.MinGRU / MinLSTM / LRU) are recorded alike:
 ``grad_h`` is ‖δ_t‖₂, the total adjoint of the state, δ_t = ∂L/∂h_t|local + conj(a_{t+1}) ⊙ δ_{t+1},
@@ -93,7 +100,7 @@ def _active(sizes, B, like: Tensor) -> Tensor | None:
 def _step_mean(v: Tensor, mask: Tensor | None, sizes) -> Tensor:
     """v (T, B, ...): mean over the active rows of each step -> (T, ...)."""
     if mask is None:
-        return v.mean(1)
+        return v.sum(1) / max(v.shape[1], 1)  # the mean over the batch (0 for an empty batch)
     count = torch.tensor(sizes, device=v.device, dtype=v.dtype).clamp_min(1)
     count = count.view(-1, *([1] * (v.dim() - 2)))
     return torch.where(mask.bool(), v, 0).sum(1) / count  # (where: padding may hold anything)
@@ -180,7 +187,8 @@ class CallRecord:
 
     @property
     def grad_h(self) -> Tensor:
-        """(L·D, T): batch mean of ‖∂L/∂h_t‖₂, the total gradient reaching h_t."""
+        """(L·D, T): batch mean of ‖∂L/∂h_t‖₂, the total gradient reaching h_t (the projected
+        h_t of an LSTM with proj_size)."""
         return self._grads("grad_h")
 
     @property

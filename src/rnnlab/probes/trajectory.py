@@ -130,6 +130,9 @@ def trajectory(module: nn.Module, x, hx=None, dtype=torch.float64, layers: str =
     layer and direction (layers="all", k = l·D + d); batched False for one unbatched sequence.
     equal_lengths: packed input must hold sequences of one length (else ValueError)."""
     layer, inp, hx = layer_input(module, x, hx)
+    if getattr(layer, "proj_size", 0):  # their closed forms use W_hh as the state-to-state map
+        raise ValueError("the trajectory probes (Jacobians, Lyapunov exponents, gate statistics) "
+                         "do not implement the LSTM's proj_size (h_t = W_hr (o ⊙ tanh(c_t)))")
     D = layer.num_directions
     if direction not in range(D):
         raise ValueError(f"direction must be in 0..{D - 1}, got {direction}")
