@@ -10,6 +10,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import rnnlab
 from rnnlab import gemm
 
+# every test runs on both engine paths: the Python loops and the native kernels
+pytestmark = pytest.mark.usefixtures("kernels")
+
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("H", [8, gemm.SMALL_WIDTH])
