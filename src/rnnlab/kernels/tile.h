@@ -18,9 +18,16 @@ inline void tile(Cell& cell, int64_t r0, int64_t j, const T* a, int64_t lda, con
                  int64_t K) {
   using V = Vec<T>;
   constexpr int L = V::size();
+  // acc is only ever indexed by unrolled constants, and never escapes: the compiler keeps it in
+  // registers (the cell sees copies)
   V acc[MR][NV];
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) cell.init(r0 + r, j, acc[r]);
+  for (int r = 0; r < MR; ++r) {
+    V in[NV];
+    cell.init(r0 + r, j, in);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = in[v];
+  }
   for (int64_t k = 0; k < K; ++k) {
     V b[NV];
 #pragma GCC unroll 8
@@ -33,7 +40,12 @@ inline void tile(Cell& cell, int64_t r0, int64_t j, const T* a, int64_t lda, con
     }
   }
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) cell.finish(r0 + r, j, acc[r]);
+  for (int r = 0; r < MR; ++r) {
+    V out[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) out[v] = acc[r][v];
+    cell.finish(r0 + r, j, out);
+  }
 }
 
 // Rows [rb, re) of one step: every panel, full MR-row tiles, then tiles of 4, 2, 1 rows.
