@@ -118,3 +118,10 @@ def test_the_first_build_says_so_in_one_line_and_concurrent_loads_build_once(mon
     assert err[0].endswith(f"(once; cached in {tmp_path / builds[0]})")
     assert native._State().get(False) is not None and len(builds) == 1  # cached: quiet
     assert capsys.readouterr().err == ""
+
+
+def test_a_failed_build_is_told_by_the_compilers_first_error():
+    e = RuntimeError("Error building extension 'k': [1/2] c++ -MMD ... -c k.cpp\n"
+                     "k.cpp:3:1: error: 'x' was not declared\nk.cpp:9:2: error: later\n")
+    assert native._reason(e) == "RuntimeError: k.cpp:3:1: error: 'x' was not declared"
+    assert native._reason(OSError("")) == "OSError"

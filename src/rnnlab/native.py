@@ -29,6 +29,7 @@ import hashlib
 import os
 import platform
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -158,15 +159,19 @@ class _State:
 
     def __init__(self):
         self.tried, self.ops, self.error = False, None, None
+        self.lock = threading.Lock()
 
     def get(self, required: bool):
+        with self.lock:
+            return self._get(required)
+
+    def _get(self, required: bool):
         if not self.tried:
             self.tried = True
             try:
                 self.ops = _build()
             except Exception as e:  # noqa: BLE001 - any failure: the Python engine runs
-                self.error = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}" \
-                    if str(e).strip() else type(e).__name__
+                self.error = _reason(e)
                 if not required:
                     say(f"native CPU kernels unavailable ({self.error}); "
                         "running the Python engine")
@@ -174,6 +179,13 @@ class _State:
             raise RuntimeError(f"{ENV}=native, but the native CPU kernels could not be built: "
                                f"{self.error}")
         return self.ops
+
+
+def _reason(e: Exception) -> str:
+    """One line on why a build failed: the compiler's first error if it said one."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    said = next((ln for ln in lines if "error:" in ln), lines[0] if lines else "")
+    return f"{type(e).__name__}: {said[:200]}" if said else type(e).__name__
 
 
 _state = _State()

@@ -24,7 +24,6 @@
 #include <optional>
 #include <tuple>
 #include <type_traits>
-#include <vector>
 
 #include "cells.h"
 #include "tile.h"
@@ -136,8 +135,9 @@ void forward_cell(const Bufs<T>& b, Pack pack, const T* w_hh, int64_t mode, cons
                   const T* h0, const T* c0, T* h_n, T* c_n, T* stats,
                   const std::optional<Tensor>& centre, const std::optional<Tensor>& limit) {
   const int64_t L = Vec<T>::size(), panels = (b.H + Cell::UV * L - 1) / (Cell::UV * L);
-  std::vector<T> pf(panels * b.H * Cell::NV * L);
-  pack(w_hh, b.H, pf.data());
+  const Tensor pf_ = at::empty({panels * b.H * Cell::NV * L}, at::TensorOptions(c10::CppTypeToScalarType<T>::value));
+  T* pf = pf_.data_ptr<T>();  // (64-byte aligned, like every ATen buffer)
+  pack(w_hh, b.H, pf);
   const int64_t n = row_blocks(b.B);
   by_row_blocks(b.B, n, [&](int64_t c, int64_t rb, int64_t re) {
     GateStats<T, Cell::NG> st;
@@ -145,7 +145,7 @@ void forward_cell(const Bufs<T>& b, Pack pack, const T* w_hh, int64_t mode, cons
     if constexpr (Cell::NG == 1) cell.relu = mode == RNN_RELU;
     load_stats<T>(cell, centre, limit);
     T* sp = stats ? stats + c * b.T_ * 2 * Cell::NG : nullptr;
-    forward_rows<T>(cell, b, bs, pf.data(), rb, re, h0, c0, h_n, c_n, sp);
+    forward_rows<T>(cell, b, bs, pf, rb, re, h0, c0, h_n, c_n, sp);
   });
 }
 
@@ -219,12 +219,13 @@ template <typename T, class Cell>
 void backward_cell(const Bufs<T>& b, const T* w_hh, int64_t mode, const Sizes& bs,
                    const T* d_hn, const T* d_cn) {
   const int64_t L = Vec<T>::size(), panels = (b.H + Cell::NV * L - 1) / (Cell::NV * L);
-  std::vector<T> pb(panels * b.G * Cell::NV * L);
-  pack_backward<T, Cell::NV>(w_hh, b.G, b.H, pb.data());
+  const Tensor pb_ = at::empty({panels * b.G * Cell::NV * L}, at::TensorOptions(c10::CppTypeToScalarType<T>::value));
+  T* pb = pb_.data_ptr<T>();
+  pack_backward<T, Cell::NV>(w_hh, b.G, b.H, pb);
   by_row_blocks(b.B, row_blocks(b.B), [&](int64_t, int64_t rb, int64_t re) {
     Cell cell{{b}};
     if constexpr (std::is_same_v<Cell, RnnBackward<T>>) cell.relu = mode == RNN_RELU;
-    backward_rows<T>(cell, b, bs, pb.data(), rb, re, d_hn, d_cn);
+    backward_rows<T>(cell, b, bs, pb, rb, re, d_hn, d_cn);
   });
 }
 
