@@ -20,6 +20,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <cstring>
 #include <optional>
 #include <tuple>
@@ -32,6 +33,19 @@ namespace rnnlab {
 namespace {
 
 using at::Tensor;
+
+// The engine hands over CPU tensors of one floating dtype, sizes from a PackedSequence (or all
+// B): checked here anyway, since a wrong pointer would not fail cleanly.
+void check(const Tensor& like, std::initializer_list<const Tensor*> ts, at::IntArrayRef sizes,
+           int64_t B) {
+  TORCH_CHECK(like.device().is_cpu(), "rnnlab kernels: CPU tensors only");
+  for (const Tensor* t : ts)
+    TORCH_CHECK(!t || !t->defined() || (t->device().is_cpu() && t->scalar_type() == like.scalar_type()),
+                "rnnlab kernels: all tensors on the CPU, of one dtype");
+  for (size_t i = 0; i < sizes.size(); ++i)
+    TORCH_CHECK(sizes[i] >= 0 && sizes[i] <= B && (i == 0 || sizes[i] <= sizes[i - 1]),
+                "rnnlab kernels: batch sizes must be non-increasing and at most B");
+}
 
 template <typename T>
 void copy_row(T* dst, const T* src, int64_t H) {
@@ -162,6 +176,7 @@ Outputs recurrence_forward(int64_t mode, Tensor gates, const Tensor& h0_,
   TORCH_CHECK(gates.is_contiguous() && gates.dim() == 3, "gates: a contiguous (T, B, G) tensor");
   const int64_t T_ = gates.size(0), B = gates.size(1), G = w_hh_.size(0), H = w_hh_.size(1);
   TORCH_CHECK(static_cast<int64_t>(sizes.size()) == T_, "one batch size per step");
+  check(gates, {&h0_, &w_hh_, c0_ ? &*c0_ : nullptr, b_hh_ ? &*b_hh_ : nullptr}, sizes, B);
   const bool packed = std::any_of(sizes.begin(), sizes.end(), [&](int64_t s) { return s != B; });
   const auto opt = gates.options();
   auto make = [&](at::IntArrayRef shape) {  // padding rows stay finite (zero)
@@ -240,6 +255,8 @@ Outputs recurrence_backward(int64_t mode, const Tensor& gates, const Tensor& HS,
                             const std::optional<Tensor>& d_cn_, at::IntArrayRef sizes,
                             bool reverse, bool record) {
   const int64_t T_ = HS.size(0) - 1, B = HS.size(1), G = w_hh_.size(0), H = w_hh_.size(1);
+  TORCH_CHECK(static_cast<int64_t>(sizes.size()) == T_, "one batch size per step");
+  check(HS, {&gates, &w_hh_, CS ? &*CS : nullptr, AUX ? &*AUX : nullptr}, sizes, B);
   const bool packed = std::any_of(sizes.begin(), sizes.end(), [&](int64_t s) { return s != B; });
   const auto opt = HS.options();
   auto make = [&](at::IntArrayRef shape) {
