@@ -9,6 +9,9 @@
 // time-major buffers as the Python engine, and the gate statistics when asked. Backward cells
 // take the total ∂L/∂h_t (acc) and write ∂L/∂a_t (hidden side Q, GRU input side too), the
 // LSTM's ∂L/∂c_t, and, with `record`, the totals for the telemetry.
+//
+// `finish` copies what it needs of the struct into locals before its first store: ATen's vector
+// types may alias anything, so a member read after a vector store would be read again.
 #pragma once
 
 #include "vecmath.h"
@@ -63,19 +66,19 @@ struct LstmForward {  // c_t = f ⊙ c_{t-1} + i ⊙ g,  h_t = o ⊙ tanh(c_t)
     for (int q = 0; q < NG; ++q) acc[q] = load(a + row * b.G + q * b.H + u, n);
   }
   void finish(int64_t row, int64_t j, V* acc) {
-    const int64_t H = b.H, u = j * L, n = valid<T>(u, H);
+    const int64_t H = b.H, u = j * L, n = valid<T>(u, H), e = row * H + u;
+    T *const ar = a + row * b.G + u, *const cr = c + e, *const tr = tc + e, *const hr = h + e;
+    const V cpv = load(cp + e, n);
     const V i = sigmoid(acc[0]), f = sigmoid(acc[1]), g = tanh(acc[2]), o = sigmoid(acc[3]);
-    T* ar = a + row * b.G + u;
+    const V cv = at::vec::fmadd(f, cpv, i * g);
+    const V tcv = tanh(cv);
     store(ar, i, n);
     store(ar + H, f, n);
     store(ar + 2 * H, g, n);
     store(ar + 3 * H, o, n);
-    const int64_t e = row * H + u;
-    const V cv = at::vec::fmadd(f, load(cp + e, n), i * g);
-    const V tcv = tanh(cv);
-    store(c + e, cv, n);
-    store(tc + e, tcv, n);
-    store(h + e, o * tcv, n);
+    store(cr, cv, n);
+    store(tr, tcv, n);
+    store(hr, o * tcv, n);
     if (st.on) {
       st.add(0, i, n);
       st.add(1, f, n);
@@ -106,18 +109,17 @@ struct GruForward {  // n = tanh(xw_n + r ⊙ (W_hn h + b_hn)),  h_t = (1 − z)
     for (int q = 0; q < NG; ++q) acc[q] = b.b_hh ? load(b.b_hh + q * b.H + u, n) : V(T(0));
   }
   void finish(int64_t row, int64_t j, V* acc) {
-    const int64_t H = b.H, u = j * L, n = valid<T>(u, H);
-    T* ar = a + row * b.G + u;  // xw_t (input part, b_ih included) on entry
-    const V r = sigmoid(load(ar, n) + acc[0]);
+    const int64_t H = b.H, u = j * L, n = valid<T>(u, H), e = row * H + u;
+    T *const ar = a + row * b.G + u, *const nr = hn + e, *const hr = h + e;
+    const V hpv = load(hp + e, n);
+    const V r = sigmoid(load(ar, n) + acc[0]);  // ar: xw_t (b_ih included) on entry
     const V z = sigmoid(load(ar + H, n) + acc[1]);
     const V nv = tanh(at::vec::fmadd(r, acc[2], load(ar + 2 * H, n)));
-    const int64_t e = row * H + u;
-    const V hpv = load(hp + e, n);
     store(ar, r, n);
     store(ar + H, z, n);
     store(ar + 2 * H, nv, n);
-    store(hn + e, acc[2], n);
-    store(h + e, at::vec::fmadd(z, hpv - nv, nv), n);  // n + z ⊙ (h_{t-1} − n)
+    store(nr, acc[2], n);
+    store(hr, at::vec::fmadd(z, hpv - nv, nv), n);  // n + z ⊙ (h_{t-1} − n)
     if (st.on) {
       st.add(0, r, n);
       st.add(1, z, n);
@@ -147,13 +149,16 @@ struct RnnForward {  // h_t = φ(xw_t + W_hh h_{t-1}), φ = tanh or relu
     }
   }
   void finish(int64_t row, int64_t j, V* acc) {
+    const int64_t H = b.H;
+    T* const hr = h + row * H;
+    const bool is_relu = relu, stats = st.on;
     for (int v = 0; v < NV; ++v) {
       const int64_t u = (j * NV + v) * L;
-      if (u >= b.H) break;
-      const int64_t n = valid<T>(u, b.H);
-      const V hv = relu ? at::vec::clamp_min(acc[v], V(T(0))) : tanh(acc[v]);
-      store(h + row * b.H + u, hv, n);
-      if (st.on) st.add(0, hv, n);
+      if (u >= H) break;
+      const int64_t n = valid<T>(u, H);
+      const V hv = is_relu ? at::vec::clamp_min(acc[v], V(T(0))) : tanh(acc[v]);
+      store(hr + u, hv, n);
+      if (stats) st.add(0, hv, n);
     }
   }
 };
@@ -191,16 +196,24 @@ struct BackwardBase {
   // ∂L/∂c0 (dcarry).
   template <class Step>
   void each(int64_t row, int64_t j, const V* acc, const Step& step) {
+    const int64_t H = b.H;
+    if (row >= active) {  // rows that start at k
+      T *const dh0 = b.dh0, *const dc0 = b.dc0;
+      const T* const dcarry = b.dcarry;
+      for (int v = 0; v < NV; ++v) {
+        const int64_t u = (j * NV + v) * L, e = row * H + u;
+        if (u >= H) break;
+        store(dh0 + e, acc[v], valid<T>(u, H));
+        if (dc0) store(dc0 + e, load(dcarry + e, valid<T>(u, H)), valid<T>(u, H));
+      }
+      return;
+    }
+    T* const total = b.record ? dh : nullptr;
     for (int v = 0; v < NV; ++v) {
       const int64_t u = (j * NV + v) * L;
-      if (u >= b.H) break;
-      const int64_t n = valid<T>(u, b.H), e = row * b.H + u;
-      if (row >= active) {
-        store(b.dh0 + e, acc[v], n);
-        if (b.dc0) store(b.dc0 + e, load(b.dcarry + e, n), n);
-        continue;
-      }
-      if (b.record) store(dh + e, acc[v], n);
+      if (u >= H) break;
+      const int64_t n = valid<T>(u, H), e = row * H + u;
+      if (total) store(total + e, acc[v], n);
       step(u, n, e, acc[v]);
     }
   }
@@ -221,21 +234,21 @@ struct LstmBackward : BackwardBase<T> {
     cp = b.slot(b.CS, b.S(k - 2));
   }
   void finish(int64_t row, int64_t j, V* acc) {
-    const int64_t H = b.H, G = b.G;
+    const int64_t H = b.H;
+    const T *const ar = a + row * b.G, *const tcr = tc, *const cpr = cp;
+    T *const qr = q + row * b.G, *const dcr = dc, *const carry = b.dcarry;
     const V one(T(1));
     this->each(row, j, acc, [&](int64_t u, int64_t n, int64_t e, const V& dh) {
-      const T* ar = a + row * G + u;
-      const V i = load(ar, n), f = load(ar + H, n), g = load(ar + 2 * H, n),
-              o = load(ar + 3 * H, n), tcv = load(tc + e, n);
+      const V i = load(ar + u, n), f = load(ar + H + u, n), g = load(ar + 2 * H + u, n),
+              o = load(ar + 3 * H + u, n), tcv = load(tcr + e, n), cpv = load(cpr + e, n);
       // ∂L/∂c_t = from c_{t+1} + ∂L/∂h_t ⊙ o ⊙ (1 − tanh²(c_t))
-      const V dcv = at::vec::fmadd(dh * o, one - tcv * tcv, load(b.dcarry + e, n));
-      if (dc) store(dc + e, dcv, n);
-      T* qr = q + row * G + u;
-      store(qr, dcv * g * i * (one - i), n);                     // ∂L/∂a_i
-      store(qr + H, dcv * load(cp + e, n) * f * (one - f), n);   // ∂L/∂a_f
-      store(qr + 2 * H, dcv * i * (one - g * g), n);             // ∂L/∂a_g
-      store(qr + 3 * H, dh * tcv * o * (one - o), n);            // ∂L/∂a_o
-      store(b.dcarry + e, dcv * f, n);  // ∂c_t/∂c_{t-1} = f_t: the cell-state highway
+      const V dcv = at::vec::fmadd(dh * o, one - tcv * tcv, load(carry + e, n));
+      store(qr + u, dcv * g * i * (one - i), n);              // ∂L/∂a_i
+      store(qr + H + u, dcv * cpv * f * (one - f), n);        // ∂L/∂a_f
+      store(qr + 2 * H + u, dcv * i * (one - g * g), n);      // ∂L/∂a_g
+      store(qr + 3 * H + u, dh * tcv * o * (one - o), n);     // ∂L/∂a_o
+      store(carry + e, dcv * f, n);  // ∂c_t/∂c_{t-1} = f_t: the cell-state highway
+      if (dcr) store(dcr + e, dcv, n);
     });
   }
 };
@@ -255,24 +268,24 @@ struct GruBackward : BackwardBase<T> {
     hp = b.slot(b.HS, b.S(k - 2));
   }
   void finish(int64_t row, int64_t j, V* acc) {
-    const int64_t H = b.H, G = b.G;
+    const int64_t H = b.H;
+    const T *const ar = a + row * b.G, *const hnr = hn, *const hpr = hp;
+    T *const qr = q + row * b.G, *const ir = din + row * b.G, *const dhp = this->dhp;
     const V one(T(1));
     this->each(row, j, acc, [&](int64_t u, int64_t n, int64_t e, const V& dh) {
-      const T* ar = a + row * G + u;
-      const V r = load(ar, n), z = load(ar + H, n), nv = load(ar + 2 * H, n);
-      const V dn = dh * (one - z) * (one - nv * nv);             // ∂L/∂(pre-tanh n)
-      const V dr = dn * load(hn + e, n) * r * (one - r);         // ∂L/∂a_r
-      const V dz = dh * (load(hp + e, n) - nv) * z * (one - z);  // ∂L/∂a_z
-      T* qr = q + row * G + u;
-      T* ir = din + row * G + u;
-      store(qr, dr, n);
-      store(qr + H, dz, n);
-      store(qr + 2 * H, dn * r, n);  // hidden side: W_hn h + b_hn is multiplied by r
-      store(ir, dr, n);
-      store(ir + H, dz, n);
-      store(ir + 2 * H, dn, n);
-      T* dp = this->dhp + e;  // the z ⊙ h_{t-1} path: ∂L/∂h_{t-1} += ∂L/∂h_t ⊙ z
-      store(dp, at::vec::fmadd(dh, z, load(dp, n)), n);
+      const V r = load(ar + u, n), z = load(ar + H + u, n), nv = load(ar + 2 * H + u, n);
+      const V hnv = load(hnr + e, n), hpv = load(hpr + e, n), dpv = load(dhp + e, n);
+      const V dn = dh * (one - z) * (one - nv * nv);  // ∂L/∂(pre-tanh n)
+      const V dr = dn * hnv * r * (one - r);          // ∂L/∂a_r
+      const V dz = dh * (hpv - nv) * z * (one - z);   // ∂L/∂a_z
+      store(qr + u, dr, n);
+      store(qr + H + u, dz, n);
+      store(qr + 2 * H + u, dn * r, n);  // hidden side: W_hn h + b_hn is multiplied by r
+      store(ir + u, dr, n);
+      store(ir + H + u, dz, n);
+      store(ir + 2 * H + u, dn, n);
+      // the z ⊙ h_{t-1} path: ∂L/∂h_{t-1} += ∂L/∂h_t ⊙ z
+      store(dhp + e, at::vec::fmadd(dh, z, dpv), n);
     });
   }
 };
@@ -290,11 +303,14 @@ struct RnnBackward : BackwardBase<T> {
     h = b.slot(b.HS, b.S(k - 1));
   }
   void finish(int64_t row, int64_t j, V* acc) {
+    const T* const hr = h;
+    T* const qr = q;
+    const bool is_relu = relu;
     const V one(T(1)), zero(T(0));
     this->each(row, j, acc, [&](int64_t, int64_t n, int64_t e, const V& dh) {
-      const V hv = load(h + e, n);
+      const V hv = load(hr + e, n);
       // ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t): tanh' = 1 − h_t², relu' = [h_t > 0]
-      store(q + e, relu ? dh * hv.gt(zero) : dh * (one - hv * hv), n);
+      store(qr + e, is_relu ? dh * hv.gt(zero) : dh * (one - hv * hv), n);
     });
   }
 };
