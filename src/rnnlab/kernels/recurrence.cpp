@@ -20,8 +20,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <initializer_list>
+#include <array>
 #include <cstring>
+#include <initializer_list>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -40,7 +41,8 @@ void check(const Tensor& like, std::initializer_list<const Tensor*> ts, at::IntA
            int64_t B) {
   TORCH_CHECK(like.device().is_cpu(), "rnnlab kernels: CPU tensors only");
   for (const Tensor* t : ts)
-    TORCH_CHECK(!t || !t->defined() || (t->device().is_cpu() && t->scalar_type() == like.scalar_type()),
+    TORCH_CHECK(!t || !t->defined() ||
+                    (t->device().is_cpu() && t->scalar_type() == like.scalar_type()),
                 "rnnlab kernels: all tensors on the CPU, of one dtype");
   for (size_t i = 0; i < sizes.size(); ++i)
     TORCH_CHECK(sizes[i] >= 0 && sizes[i] <= B && (i == 0 || sizes[i] <= sizes[i - 1]),
@@ -131,23 +133,29 @@ int64_t row_blocks(int64_t B) {
   return std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), B / 8), B > 0 ? 1 : 0);
 }
 
-template <typename T, class Cell>
-void load_stats(Cell& cell, const std::optional<Tensor>& centre,
-                const std::optional<Tensor>& limit) {
-  cell.st.on = centre.has_value();
-  if (!cell.st.on) return;
+// telemetry.py's saturation rule per gate, (centre, limit); `on` false without telemetry
+struct Saturation {
+  bool on = false;
+  std::array<double, 4> centre{}, limit{};
+};
+
+Saturation saturation(const std::optional<Tensor>& centre, const std::optional<Tensor>& limit) {
+  Saturation sat;
+  sat.on = centre.has_value() && limit.has_value();
+  if (!sat.on) return sat;
   const Tensor c = centre->to(at::kDouble).contiguous(), l = limit->to(at::kDouble).contiguous();
-  for (int q = 0; q < Cell::NG; ++q) {
-    cell.st.centre[q] = Vec<T>(T(c.data_ptr<double>()[q]));
-    cell.st.limit[q] = Vec<T>(T(l.data_ptr<double>()[q]));
+  TORCH_CHECK(c.numel() <= 4 && c.numel() == l.numel(), "one centre and limit per gate");
+  for (int64_t q = 0; q < c.numel(); ++q) {
+    sat.centre[q] = c.data_ptr<double>()[q];
+    sat.limit[q] = l.data_ptr<double>()[q];
   }
+  return sat;
 }
 
 // The forward of one cell type over all row blocks; pf: W_hh packed by `pack`.
 template <typename T, class Cell, class Pack>
 void forward_cell(const Bufs<T>& b, Pack pack, const T* w_hh, int64_t mode, const Sizes& bs,
-                  const T* h0, const T* c0, T* h_n, T* c_n, T* stats,
-                  const std::optional<Tensor>& centre, const std::optional<Tensor>& limit) {
+                  const T* h0, const T* c0, T* h_n, T* c_n, T* stats, const Saturation& sat) {
   const int64_t L = Vec<T>::size(), panels = (b.H + Cell::UV * L - 1) / (Cell::UV * L);
   const Tensor pf_ = at::empty({panels * b.H * Cell::NV * L}, at::TensorOptions(c10::CppTypeToScalarType<T>::value));
   T* pf = pf_.data_ptr<T>();  // (64-byte aligned, like every ATen buffer)
@@ -155,9 +163,13 @@ void forward_cell(const Bufs<T>& b, Pack pack, const T* w_hh, int64_t mode, cons
   const int64_t n = row_blocks(b.B);
   by_row_blocks(b.B, n, [&](int64_t c, int64_t rb, int64_t re) {
     GateStats<T, Cell::NG> st;
+    st.on = sat.on;
+    for (int q = 0; q < Cell::NG; ++q) {
+      st.centre[q] = Vec<T>(T(sat.centre[q]));
+      st.limit[q] = Vec<T>(T(sat.limit[q]));
+    }
     Cell cell{b, st};
     if constexpr (Cell::NG == 1) cell.relu = mode == RNN_RELU;
-    load_stats<T>(cell, centre, limit);
     T* sp = stats ? stats + c * b.T_ * 2 * Cell::NG : nullptr;
     forward_rows<T>(cell, b, bs, pf, rb, re, h0, c0, h_n, c_n, sp);
   });
@@ -198,7 +210,8 @@ Outputs recurrence_forward(int64_t mode, Tensor gates, const Tensor& h0_,
   Tensor h_n = at::empty({B, H}, opt);
   const int64_t NG = lstm ? 4 : gru ? 3 : 1;
   Tensor stats;
-  if (centre.has_value()) stats = at::zeros({std::max<int64_t>(row_blocks(B), 1), T_, 2, NG}, opt);
+  if (centre.has_value() && limit.has_value()) stats = at::zeros({std::max<int64_t>(row_blocks(B), 1), T_, 2, NG}, opt);
+  const Saturation sat = saturation(centre, limit);
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnlab_forward", [&] {
     using T = scalar_t;
     Bufs<T> b{};
@@ -217,13 +230,13 @@ Outputs recurrence_forward(int64_t mode, Tensor gates, const Tensor& h0_,
     T* sp = stats.defined() ? stats.data_ptr<T>() : nullptr;
     if (lstm)
       forward_cell<T, LstmForward<T>>(b, pack_forward<T, 4, 1>, w, mode, bs, h0p, c0p, hn, cn,
-                                      sp, centre, limit);
+                                      sp, sat);
     else if (gru)
       forward_cell<T, GruForward<T>>(b, pack_forward<T, 3, 1>, w, mode, bs, h0p, c0p, hn, cn,
-                                     sp, centre, limit);
+                                     sp, sat);
     else
       forward_cell<T, RnnForward<T>>(b, pack_forward<T, 1, 2>, w, mode, bs, h0p, c0p, hn, cn,
-                                     sp, centre, limit);
+                                     sp, sat);
   });
   if (stats.defined()) stats = stats.sum(0);
   return {HS, CS, AUX, h_n, c_n, stats};
