@@ -11,7 +11,8 @@ times one training step, forward + backward (``output.backward(grad)`` with a fi
 
 - torch.nn          the reference (on CPU: oneDNN's fused LSTM, native GRU / RNN; cuDNN on GPU),
 - untraced          rnnlab, ``backend="auto"``: torch's fused kernels on rnnlab's own Parameters,
-- engine            rnnlab's explicit BPTT engine untraced (``backend="engine"``), native kernels,
+- engine            rnnlab's explicit BPTT engine untraced (``backend="engine"``; on CPU its native
+                    kernels, on CUDA its Python loops),
 - traced native     inside ``rnnlab.trace``: the engine recording the per-step gradient norms and
                     gate statistics, on its native CPU kernels (``RNNLAB_KERNELS=native``),
 - traced Python     the same on the engine's Python loops (``RNNLAB_KERNELS=python``; what CUDA
@@ -201,8 +202,8 @@ def _run(args, device, clock, console) -> None:
             grad = torch.randn(T, B, H, device=device)
             steps = {"torch": make_step(ref, x, grad, False),
                      "auto": make_step(ours, x, grad, False)}
+            steps["engine"] = make_step(engine, x, grad, False)  # native where it runs
             if has_native:
-                steps["engine"] = make_step(engine, x, grad, False, "native")
                 steps["native"] = make_step(ours, x, grad, True, "native")
             steps["python"] = make_step(ours, x, grad, True, "python")
             steps["gemms"] = gemms_alone(mode, I, H, B, T, device)
