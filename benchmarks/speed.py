@@ -10,34 +10,39 @@ times one training step, forward + backward (``output.backward(grad)`` with a fi
 ``grad``, so every step and every weight gets a gradient), for
 
 - torch.nn          the reference (on CPU: oneDNN's fused LSTM, native GRU / RNN; cuDNN on GPU),
-- rnnlab (untraced) ``backend="auto"``: torch's fused kernels on rnnlab's own Parameters,
-- rnnlab (traced)   inside ``rnnlab.trace``: rnnlab's explicit BPTT engine, recording the
-                    per-step gradient norms and gate statistics,
+- untraced          rnnlab, ``backend="auto"``: torch's fused kernels on rnnlab's own Parameters,
+- engine            rnnlab's explicit BPTT engine untraced (``backend="engine"``; on CPU its native
+                    kernels, on CUDA its Python loops),
+- traced native     inside ``rnnlab.trace``: the engine recording the per-step gradient norms and
+                    gate statistics, on its native CPU kernels (``RNNLAB_KERNELS=native``),
+- traced Python     the same on the engine's Python loops (``RNNLAB_KERNELS=python``; what CUDA
+                    runs),
 
-all holding the same weights. The variants are interleaved within every round and each one's best
+all holding the same weights; each cell shows ms and, in brackets, the ratio torch.nn ÷ it
+(> 1: faster than torch.nn). The variants are interleaved within every round and each one's best
 round of ``--repeats`` is kept (the machine may be shared: the best round is the least disturbed).
 ``--clock cpu`` times with the process's CPU time instead of the wall clock: with one thread it
 is the compute time even when other jobs share the cores (with several threads it would also
 count the threads' idle spinning, so keep it to ``--threads 1``). On a machine shared with other
 jobs the wall-clock numbers with several threads swing widely (every parallel op waits for a busy
-core; rnnlab's engine runs thousands of small ops per step, torch's fused kernel a few): prefer
-``--threads 1 --clock cpu`` there. About 30 s on 2 idle cores with the defaults.
-Ratios are throughputs relative to torch.nn (> 1: faster than torch). GFLOP/s counts
-24·H·(I+H)·B·T floating-point operations per LSTM step (forward, backward to the data and to the
-weights: three GEMM passes over 4 gate blocks), 18· for the GRU, 6· for the RNN, and is compared
-with a large (2048²) float32 GEMM timed in the same run ("% peak").
+core): prefer ``--threads 1 --clock cpu`` there. About a minute on 2 idle cores with the defaults.
+GFLOP/s counts 24·H·(I+H)·B·T floating-point operations per LSTM step (forward, backward to the
+data and to the weights: three GEMM passes over 4 gate blocks), 18· for the GRU, 6· for the RNN,
+and is compared with a large (2048²) float32 GEMM timed in the same run ("% peak").
 
-"GEMMs alone" times only the matrix products the traced engine must make for one training step,
+"GEMMs alone" times only the matrix products the Python engine makes for one training step,
 with the engine's shapes and ``rnnlab.gemm``'s kernel choice: the input projection of all steps, one
-recurrent product per step forward and one backward, ∂L/∂x, ∂L/∂W_ih and ∂L/∂W_hh. No engine built
-from these products can beat it, so torch.nn ms ÷ GEMMs-alone ms ("bound") is the ceiling of the
-traced ratio on this machine; everything between "bound" and "ratio traced" is the pointwise work
-of the steps and per-op overhead.
+recurrent product per step forward and one backward, ∂L/∂x, ∂L/∂W_ih and ∂L/∂W_hh.
+torch.nn ms ÷ that time ("bound") is the ceiling of the traced Python ratio: everything between it
+and the traced Python ratio is the steps' pointwise work and per-op overhead. The native kernels
+make their per-step products in their own register-blocked loop with the cell's step fused in
+(``rnnlab/kernels``), several times faster than a BLAS call at these shapes, so they can beat it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -45,7 +50,7 @@ from rich.console import Console
 from rich.table import Table
 
 import rnnlab
-from rnnlab import gemm
+from rnnlab import gemm, native
 
 FLOPS_PER = {"LSTM": 24, "GRU": 18, "RNN": 6}  # × H·(I+H)·B·T per forward+backward step
 
@@ -72,9 +77,11 @@ def gemm_gflops(device: torch.device, clock, n: int = 2048, repeats: int = 5) ->
     return 2 * n**3 / best / 1e9
 
 
-def make_step(module, x, grad, traced: bool):
-    """One training step: forward, then backward from ``grad``."""
+def make_step(module, x, grad, traced: bool, kernels: str = "auto"):
+    """One training step: forward, then backward from ``grad``, on the engine path ``kernels``
+    (RNNLAB_KERNELS) where the engine runs."""
     def step():
+        os.environ[native.ENV] = kernels
         module.zero_grad(set_to_none=True)
         if traced:
             with rnnlab.trace(module):
@@ -124,6 +131,23 @@ def time_variants(steps: dict, device, repeats: int, iters: int,
     return best
 
 
+def _row(secs: dict[str, float], gflop: float, peak: float) -> list[str]:
+    """The table's cells after torch.nn's ms: "ms (ratio)" per variant, then GFLOP/s."""
+    def cell(name):
+        if name not in secs:
+            return "n/a"
+        return f"{secs[name] * 1e3:.1f} ({secs['torch'] / secs[name]:.2f})"
+
+    def rate(name):
+        if name not in secs:
+            return "n/a"
+        g = gflop / secs[name]
+        return f"{g:.0f} ({g / peak:.0%})"
+
+    return [cell("auto"), cell("engine"), cell("native"), cell("python"), rate("torch"),
+            rate("native"), cell("gemms")]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5, help="rounds per variant (best is kept)")
@@ -144,15 +168,27 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     console = Console(width=170)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    B, T = args.batch, args.steps
 
+    before = os.environ.get(native.ENV)
+    try:
+        _run(args, device, clock, console)
+    finally:  # the steps set RNNLAB_KERNELS: leave it as it was
+        if before is None:
+            os.environ.pop(native.ENV, None)
+        else:
+            os.environ[native.ENV] = before
+
+
+def _run(args, device, clock, console) -> None:
+    B, T = args.batch, args.steps
     peak = gemm_gflops(device, clock)
+    has_native = device.type == "cpu" and native.available()
     table = Table(title=f"training step (fwd+bwd), B={B}, T={T}, float32, {device}, "
                         f"{torch.get_num_threads()} thread(s), {args.clock} clock; "
-                        f"large GEMM {peak:.0f} GFLOP/s")
-    for col in ("config", "torch.nn ms", "rnnlab ms\nuntraced", "rnnlab ms\ntraced",
-                "ratio\nuntraced", "ratio\ntraced", "GFLOP/s torch\n(% peak)",
-                "GFLOP/s traced\n(% peak)", "GEMMs alone\nms (bound)"):
+                        f"large GEMM {peak:.0f} GFLOP/s; ms (ratio torch.nn ÷ it)")
+    for col in ("config", "torch.nn\nms", "untraced\n(fused)", "engine\nuntraced",
+                "traced\nnative", "traced\nPython", "GFLOP/s torch\n(% peak)",
+                "GFLOP/s traced\nnative (% peak)", "GEMMs alone\nms (bound)"):
         table.add_column(col, justify="right")
     for mode in args.modes.split(","):
         for H in map(int, args.sizes.split(",")):
@@ -160,21 +196,21 @@ def main(argv=None) -> None:
             ref = getattr(torch.nn, mode)(I, H, device=device)
             ours = getattr(rnnlab, mode)(I, H, device=device)
             ours.load_state_dict(ref.state_dict())
+            engine = getattr(rnnlab, mode)(I, H, device=device, backend="engine")
+            engine.load_state_dict(ref.state_dict())
             x = torch.randn(T, B, I, device=device)
             grad = torch.randn(T, B, H, device=device)
-            secs = time_variants({"torch": make_step(ref, x, grad, False),
-                                  "auto": make_step(ours, x, grad, False),
-                                  "traced": make_step(ours, x, grad, True),
-                                  "gemms": gemms_alone(mode, I, H, B, T, device)},
-                                 device, args.repeats, args.iters, clock)
+            steps = {"torch": make_step(ref, x, grad, False),
+                     "auto": make_step(ours, x, grad, False)}
+            steps["engine"] = make_step(engine, x, grad, False)  # native where it runs
+            if has_native:
+                steps["native"] = make_step(ours, x, grad, True, "native")
+            steps["python"] = make_step(ours, x, grad, True, "python")
+            steps["gemms"] = gemms_alone(mode, I, H, B, T, device)
+            secs = time_variants(steps, device, args.repeats, args.iters, clock)
             gflop = FLOPS_PER[mode] * H * (I + H) * B * T / 1e9
-            g_t, g_tr = gflop / secs["torch"], gflop / secs["traced"]
             table.add_row(f"{mode} H={H}", f"{secs['torch'] * 1e3:.1f}",
-                          f"{secs['auto'] * 1e3:.1f}", f"{secs['traced'] * 1e3:.1f}",
-                          f"{secs['torch'] / secs['auto']:.2f}",
-                          f"{secs['torch'] / secs['traced']:.2f}",
-                          f"{g_t:.0f} ({g_t / peak:.0%})", f"{g_tr:.0f} ({g_tr / peak:.0%})",
-                          f"{secs['gemms'] * 1e3:.1f} ({secs['torch'] / secs['gemms']:.2f})")
+                          *_row(secs, gflop, peak))
     console.print(table)
 
 

@@ -23,7 +23,8 @@ def test_speed_prints_every_column(capsys):
     _load("speed").main(["--modes", "LSTM,GRU", "--sizes", "8", "--steps", "3", "--batch", "2",
                          "--repeats", "1"])
     out = capsys.readouterr().out
-    for text in ("LSTM H=8", "GRU H=8", "ratio", "traced", "GEMMs alone", "large GEMM"):
+    for text in ("LSTM H=8", "GRU H=8", "ratio", "engine", "traced", "native", "Python",
+                 "GEMMs alone", "large GEMM"):
         assert text in out
 
 

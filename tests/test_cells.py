@@ -9,6 +9,9 @@ from torch import nn
 
 import rnnlab
 
+# every test runs on both engine paths: the Python loops and the native kernels
+pytestmark = pytest.mark.usefixtures("kernels")
+
 # name -> (class name, extra constructor arguments)
 CELLS = {
     "rnn_tanh": ("RNNCell", {"nonlinearity": "tanh"}),

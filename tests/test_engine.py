@@ -10,6 +10,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import rnnlab
 from rnnlab import gemm
 
+# every test runs on both engine paths: the Python loops and the native kernels
+pytestmark = pytest.mark.usefixtures("kernels")
+
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("H", [8, gemm.SMALL_WIDTH])
@@ -65,8 +68,10 @@ def test_lstm_large_problem_backward_matches_torch(monkeypatch, packing, bidirec
     """The LSTM backward forms its local derivatives step by step when T·B·4H is above
     LSTMStep.SMALL_LOCALS (a large problem); forcing that path on a small one checks it against
     torch.nn with copied weights (it once read h_{t-1} where c_{t-1} belongs)."""
+    from rnnlab import native
     from rnnlab.cells import LSTMStep
 
+    monkeypatch.setenv(native.ENV, "python")  # the Python engine's path (the kernels have theirs)
     monkeypatch.setattr(LSTMStep, "SMALL_LOCALS", 0)
     ref = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=bidirectional).double()
     ours = rnnlab.LSTM(3, 4, num_layers=2, bidirectional=bidirectional, backend="engine").double()

@@ -17,6 +17,9 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import rnnlab
 
+# every test runs on both engine paths: the Python loops and the native kernels
+pytestmark = pytest.mark.usefixtures("kernels")
+
 # name -> (class name, extra constructor arguments)
 MODES = {
     "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
@@ -316,7 +319,8 @@ def configs(draw):
     )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(cfg=configs(), seed=st.integers(0, 2**16))
 def test_property_parity_with_torch(cfg, seed):
     cfg = dict(cfg)

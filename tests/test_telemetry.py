@@ -14,6 +14,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import rnnlab
 from rnnlab import equations
 
+# every test runs on both engine paths: the Python loops and the native kernels
+pytestmark = pytest.mark.usefixtures("kernels")
+
 D64 = torch.float64
 T, B, I, H = 7, 4, 3, 5
 LENGTHS = torch.tensor([5, 7, 2, 6])  # unsorted; max = T
