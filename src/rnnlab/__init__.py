@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "UserError", "trace",
            "__version__"]
 
-_SUBMODULES = {"equations", "cells", "engine", "masks", "layers", "telemetry", "attention",
+_SUBMODULES = {"equations", "cells", "engine", "stack", "masks", "layers", "telemetry", "attention",
                "backbone", "models", "seq2seq", "data", "losses", "train", "seeding", "console",
                "files", "runs", "checkpoint", "probes", "plots", "studies", "report", "cli"}
 

@@ -24,12 +24,11 @@ import numbers
 import warnings
 
 import torch
-import torch.nn.functional as F
-from torch import _VF, Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
+from torch import Tensor, nn
 
 from . import engine
 from .cells import make_step
+from .stack import layer_weights, run_layer
 
 _N_CHUNKS = {"RNN": 1, "LSTM": 4, "GRU": 3}
 _BACKENDS = ("auto", "engine", "fused")
@@ -161,9 +160,7 @@ class RNNBase(_InitMixin, nn.Module):
 
     def weights(self, layer: int, direction: int = 0) -> tuple:
         """(W_ih, W_hh, b_ih, b_hh) of one layer and direction (biases None when bias=False)."""
-        sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-        get = lambda n: getattr(self, n + sfx, None)
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        return layer_weights(self, layer, direction)
 
     def _weight_groups(self):
         for layer in range(self.num_layers):
@@ -195,150 +192,13 @@ class RNNBase(_InitMixin, nn.Module):
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, input, hx=None):
-        name = type(self).__name__
-        packed = isinstance(input, PackedSequence)
-        fused = self._runs_fused()
-        if packed:
-            data, batch_sizes, sorted_idx, unsorted_idx = input
-            sizes = tuple(batch_sizes.tolist())
-            if fused:  # torch's kernels take the packed data as it is
-                # a (T, B, I) stand-in for the checks below (shape, dtype, device): no copy
-                x = data[:1].unsqueeze(1).expand(len(sizes), sizes[0], data.shape[1])
-            else:
-                x, flat_idx = _packed_to_padded(data, sizes)  # (T, B, I), rows by decreasing length
-            batched = True
-        else:
-            if not isinstance(input, Tensor):
-                raise TypeError(f"{name}: expected a Tensor or PackedSequence, "
-                                f"got {type(input).__name__}")
-            if input.dim() not in (2, 3):
-                raise ValueError(f"{name}: Expected input to be 2D or 3D, "
-                                 f"got {input.dim()}D tensor instead")
-            batched = input.dim() == 3
-            x = input if batched else input.unsqueeze(1)
-            if batched and self.batch_first:
-                x = x.transpose(0, 1)
-            sizes = sorted_idx = unsorted_idx = None
-        self._check_input(x)
-
-        B, D, H = x.shape[1], self.num_directions, self.hidden_size
-        h0, c0 = self._initial_state(hx, x, B, batched, sorted_idx)
-
-        if fused:
-            output, h_n, c_n = self._fused(data if packed else x, batch_sizes if packed else None,
-                                           h0, c0)
-        else:
-            output, h_n, c_n = self._engine(x, sizes, h0, c0)
-        if packed:
-            if not fused:
-                output = output.reshape(-1, D * H).index_select(0, flat_idx)
-            output = PackedSequence(output, batch_sizes, sorted_idx, unsorted_idx)
-            if unsorted_idx is not None:
-                h_n = h_n.index_select(1, unsorted_idx)
-                c_n = c_n.index_select(1, unsorted_idx) if c_n is not None else None
-        elif not batched:
-            output, h_n = output.squeeze(1), h_n.squeeze(1)
-            c_n = c_n.squeeze(1) if c_n is not None else None
-        elif self.batch_first:
-            output = output.transpose(0, 1)
-        return output, ((h_n, c_n) if self.mode == "LSTM" else h_n)
+        return run_layer(self, input, hx, step=self.step, taps=self._taps,
+                         fused=self._runs_fused())
 
     def _runs_fused(self) -> bool:
         """torch's fused kernels (oneDNN / cuDNN / native) unless the engine is asked for:
         backend="engine", or a telemetry trace is attached (``self._taps``), which always wins."""
         return self._taps is None and self.backend in ("auto", "fused")
-
-    def _fused(self, x, batch_sizes, h0, c0):
-        """torch's own kernels on this module's very Parameters, called as torch.nn.RNNBase
-        does: x time-major (T, B, I) or packed data (N, I) with its batch_sizes."""
-        fn = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh,
-              "RNN_RELU": _VF.rnn_relu}[self.step.mode]
-        hx = (h0, c0) if self.mode == "LSTM" else h0
-        args = (self._flat_weights, self.bias, self.num_layers, self.dropout, self.training,
-                self.bidirectional)
-        if batch_sizes is None:
-            res = fn(x, hx, *args, False)  # batch_first=False: x is time-major here
-        else:
-            res = fn(x, batch_sizes, hx, *args)
-        return res[0], res[1], (res[2] if self.mode == "LSTM" else None)
-
-    def _engine(self, x, sizes, h0, c0):
-        """rnnlab's explicit BPTT engine, layer by layer and direction by direction."""
-        L, D = self.num_layers, self.num_directions
-        h_n, c_n = [], []
-        layer_in = x
-        for layer in range(L):
-            outs = []
-            for d in range(D):
-                k = layer * D + d
-                tap = self._taps[k] if self._taps is not None else None
-                out, h, c = engine.run(self.step, layer_in, h0[k], None if c0 is None else c0[k],
-                                       *self.weights(layer, d), batch_sizes=sizes,
-                                       reverse=d == 1, tap=tap)
-                outs.append(out)
-                h_n.append(h)
-                c_n.append(c)
-            layer_in = outs[0] if D == 1 else torch.cat(outs, 2)
-            if self.dropout and self.training and layer < L - 1:
-                layer_in = F.dropout(layer_in, self.dropout, training=True)
-        return layer_in, torch.stack(h_n), (torch.stack(c_n) if c0 is not None else None)
-
-    def _check_input(self, x: Tensor) -> None:
-        if x.size(0) == 0:  # x is time-major here; torch raises the same
-            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-        if x.size(-1) != self.input_size:
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. "
-                               f"Expected {self.input_size}, got {x.size(-1)}")
-        w = self.weight_ih_l0
-        if x.dtype != w.dtype:  # torch raises ValueError here too
-            raise ValueError(f"{type(self).__name__} input dtype ({x.dtype}) does not match weight "
-                             f"dtype ({w.dtype}). Convert input: input.to({w.dtype}), or convert "
-                             f"model: model.to({x.dtype})")
-        if x.device != w.device:
-            raise RuntimeError(f"input is on {x.device} but the parameters are on {w.device}")
-
-    def _initial_state(self, hx, x, B, batched, sorted_idx):
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
-        lstm = self.mode == "LSTM"
-        if hx is None:
-            z = x.new_zeros(shape)
-            return z, (z if lstm else None)
-        states = hx if lstm else (hx,)
-        if lstm and not isinstance(hx, tuple | list):
-            raise TypeError(f"LSTM expects hx as a tuple (h_0, c_0), got {type(hx).__name__}")
-        if lstm and len(hx) != 2:  # torch: RuntimeError "lstm expects two hidden states"
-            raise RuntimeError(f"LSTM expects two hidden states (h_0, c_0), got {len(hx)}")
-        out = []
-        for i, s in enumerate(states):
-            if not isinstance(s, Tensor):
-                raise TypeError(f"hx must be a Tensor, got {type(s).__name__}")
-            if batched and s.dim() != 3:
-                raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got "
-                                   f"{s.dim()}-D tensor")
-            if not batched:
-                if s.dim() != 2:
-                    raise RuntimeError(f"For unbatched 2-D input, hx should also be 2-D but got "
-                                       f"{s.dim()}-D tensor")
-                s = s.unsqueeze(1)
-            if tuple(s.shape) != shape:
-                what = f"hidden[{i}]" if lstm else "hidden"
-                raise RuntimeError(f"Expected {what} size {shape}, got {list(s.shape)}")
-            if s.dtype != x.dtype:
-                raise RuntimeError(f"hx must have the type {x.dtype}, got type {s.dtype}")
-            if sorted_idx is not None:
-                s = s.index_select(1, sorted_idx)
-            out.append(s)
-        return out[0], (out[1] if lstm else None)
-
-
-def _packed_to_padded(data: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """PackedSequence data (N, I) -> zero-padded time-major (T, B, I), and the flat row index
-    of every packed element in that (T·B) layout (packed order is time-major too)."""
-    T, B = len(sizes), sizes[0]
-    active = torch.arange(B)[None, :] < torch.tensor(sizes)[:, None]  # (T, B)
-    flat_idx = active.flatten().nonzero().squeeze(1).to(data.device)
-    padded = data.new_zeros(T * B, data.shape[1]).index_copy(0, flat_idx, data)
-    return padded.view(T, B, -1), flat_idx
 
 
 class RNN(RNNBase):
