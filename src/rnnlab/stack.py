@@ -56,6 +56,8 @@ def run_layer(m, input, hx=None, *, step=None, taps=None, fused: bool = False):
             x = data[:1].unsqueeze(1).expand(len(sizes), sizes[0], data.shape[1])
         else:
             x, flat_idx = _packed_to_padded(data, sizes)  # (T, B, I), rows by decreasing length
+            if all(s == sizes[0] for s in sizes):
+                flat_idx = None  # every row runs every step: the padded layout is the packed one
         batched = True
     else:
         if not isinstance(input, Tensor):
@@ -68,7 +70,7 @@ def run_layer(m, input, hx=None, *, step=None, taps=None, fused: bool = False):
         x = input if batched else input.unsqueeze(1)
         if batched and m.batch_first:
             x = x.transpose(0, 1)
-        sizes = sorted_idx = unsorted_idx = None
+        sizes = sorted_idx = unsorted_idx = flat_idx = None
     _check_input(m, x)
 
     B, D, H = x.shape[1], 2 if m.bidirectional else 1, m.hidden_size
@@ -78,10 +80,11 @@ def run_layer(m, input, hx=None, *, step=None, taps=None, fused: bool = False):
         output, h_n, c_n = _fused(m, step, data if packed else x,
                                   batch_sizes if packed else None, h0, c0)
     else:
-        output, h_n, c_n = _engine(m, step, x, sizes, h0, c0, taps)
+        output, h_n, c_n = _engine(m, step, x, sizes, h0, c0, taps, flat_idx)
     if packed:
         if not fused:
-            output = output.reshape(-1, D * H).index_select(0, flat_idx)
+            output = output.reshape(-1, D * H)
+            output = output if flat_idx is None else output.index_select(0, flat_idx)
         output = PackedSequence(output, batch_sizes, sorted_idx, unsorted_idx)
         if unsorted_idx is not None:
             h_n = h_n.index_select(1, unsorted_idx)
@@ -108,7 +111,7 @@ def _fused(m, step, x, batch_sizes, h0, c0):
     return res[0], res[1], (res[2] if m.mode == "LSTM" else None)
 
 
-def _engine(m, step, x, sizes, h0, c0, taps):
+def _engine(m, step, x, sizes, h0, c0, taps, flat_idx=None):
     """rnnlab's explicit BPTT engine, layer by layer and direction by direction; dropout on
     every layer's output but the last's, in training mode (as torch.nn)."""
     L, D = m.num_layers, 2 if m.bidirectional else 1
@@ -126,8 +129,19 @@ def _engine(m, step, x, sizes, h0, c0, taps):
             c_n.append(c)
         layer_in = outs[0] if D == 1 else torch.cat(outs, 2)
         if m.dropout and m.training and layer < L - 1:
-            layer_in = F.dropout(layer_in, m.dropout, training=True)
+            layer_in = _dropout(layer_in, m.dropout, flat_idx)
     return layer_in, torch.stack(h_n), (torch.stack(c_n) if c0 is not None else None)
+
+
+def _dropout(x: Tensor, p: float, flat_idx: Tensor | None) -> Tensor:
+    """Dropout between layers as torch.nn draws it: over x (T, B, F), or, for packed input, over
+    the packed rows alone (``flat_idx``), so that on the CPU the masks are torch's own for the
+    same random state. Padding rows come out zero."""
+    if flat_idx is None:
+        return F.dropout(x, p, training=True)
+    flat = x.reshape(-1, x.shape[2])
+    kept = F.dropout(flat.index_select(0, flat_idx), p, training=True)
+    return torch.zeros_like(flat).index_copy(0, flat_idx, kept).view_as(x)
 
 
 def _check_input(m, x: Tensor) -> None:
