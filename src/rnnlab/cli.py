@@ -110,6 +110,9 @@ _TC = _lazy("train", "TrainConfig")()  # every training default, from the one so
               show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=_TC.checkpoint_every,
               show_default=True)
+@click.option("--trace-every", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Record the gradient through time (‖∂L/∂h_t‖, ‖∂L/∂c_t‖, gates) of steps 1, "
+                   "N, 2N, ... into telemetry.jsonl (default: off; with --resume: the run's).")
 @click.option("--seed", type=int, default=_TC.seed, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
@@ -120,8 +123,8 @@ _TC = _lazy("train", "TrainConfig")()  # every training default, from the one so
 @click.pass_context
 def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, seq_len,
               optimizer, lr, clip, dropout, weight_decay, forget_bias, init, warmup, decay,
-              tbptt, steps, time_budget, eval_every, checkpoint_every, seed, device, out,
-              resume, quiet):
+              tbptt, steps, time_budget, eval_every, checkpoint_every, trace_every, seed, device,
+              out, resume, quiet):
     """Train a model (default: a 2-layer char LSTM on Shakespeare) with checkpoints."""
     import math
     from pathlib import Path
@@ -136,7 +139,8 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
         if given:
             flags = ", ".join("--" + p.replace("_", "-") for p in given)
             raise UserError(f"{flags} cannot be changed when resuming (the run keeps its own "
-                            "settings); only --steps, --time-budget and --device may be given")
+                            "settings); only --steps, --time-budget, --trace-every and --device "
+                            "may be given")
         runs.resolve_device(device)
         out_dir = Path(resume)
         cfg = None
@@ -164,13 +168,15 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
                               batch_size=batch_size, optimizer=optimizer, lr=lr,
                               weight_decay=weight_decay, clip=clip, warmup=warmup, decay=decay,
                               tbptt=tbptt, eval_every=eval_every,
-                              checkpoint_every=checkpoint_every, seed=seed)
+                              checkpoint_every=checkpoint_every, seed=seed,
+                              trace_every=trace_every or 0)
         out_dir = Path(out) if out else runs.new_run_dir(f"{task}-{model}")
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--out {out_dir} exists and is not a folder")
     try:
         result = runs.train_run(out_dir, cfg, resume=resume is not None, steps=steps,
-                                time_budget=time_budget, device=device, progress=not quiet)
+                                time_budget=time_budget, device=device, progress=not quiet,
+                                trace_every=trace_every)
     except runs.RunDiverged as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)

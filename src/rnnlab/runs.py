@@ -3,10 +3,12 @@
     runs/shakespeare-lstm-20261202-101500/
       config.json      {"task": {...}, "model": {...}, "train": TrainConfig}
       metrics.jsonl    one JSON line per step (val_* at evaluation steps)
+      telemetry.jsonl  with trace_every=N: one line per traced step (rnnlab.journal)
       last.pt          every checkpoint_every steps and at the end (atomic, weights-only)
       best.pt          at the best validation loss so far
       results.json     how it ended
       tensorboard/     when tensorboard is installed
+      figures/         rnnlab inspect's pictures
 
 ``train_run`` is ``train.fit`` plus callbacks that write the above; ``load_run`` rebuilds a run's
 model, task and tokenizer from its checkpoint; ``inspect_run`` runs the RNN debugging checklist
@@ -15,7 +17,6 @@ model, task and tokenizer from its checkpoint; ``inspect_run`` runs the RNN debu
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import checkpoint, files, losses, models
+from . import checkpoint, files, journal, losses, models
 from .data import build_task
 from .errors import UserError
 from .train import TrainConfig, fit
@@ -147,19 +148,6 @@ class _Checkpoints:
             self.save(trainer, checkpoint.LAST)
 
 
-class _Metrics:
-    """metrics.jsonl: one JSON line per step, flushed as it is written."""
-
-    def __init__(self, path: Path):
-        self.f = open(path, "a", buffering=1, encoding="utf-8")
-
-    def on_step(self, trainer, rec: dict, last: bool) -> None:
-        self.f.write(files.dumps(rec) + "\n")
-
-    def on_end(self, trainer, history) -> None:
-        self.f.close()
-
-
 class _TensorBoard:
     """Scalars to out/tensorboard (only when tensorboard is installed)."""
 
@@ -170,6 +158,21 @@ class _TensorBoard:
         for k, v in rec.items():
             if k != "step" and isinstance(v, (int, float)):
                 self.writer.add_scalar(k.replace("val_", "val/"), v, trainer.step)
+
+    def on_trace(self, trainer, record: dict) -> None:
+        """Per layer (rows and steps averaged): ‖∂L/∂h_t‖ at the first and last step (and
+        ‖∂L/∂c_t‖), each gate's mean and fraction saturated."""
+        for name, r in record["layers"].items():
+            tag = f"telemetry/{name or 'layer'}/"
+            for field in ("grad_h", "grad_c"):
+                if r[field] is not None:
+                    self.writer.add_scalar(tag + f"{field}_first", float(r[field][:, 0].mean()),
+                                           record["step"])
+                    self.writer.add_scalar(tag + f"{field}_last", float(r[field][:, -1].mean()),
+                                           record["step"])
+            for gate, stats in r["gates"].items():
+                for stat, v in stats.items():
+                    self.writer.add_scalar(tag + f"{gate}_{stat}", float(v.mean()), record["step"])
 
     def on_end(self, trainer, history) -> None:
         self.writer.close()
@@ -218,28 +221,16 @@ class _Signals:
         return False
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop metrics.jsonl lines after ``step`` (written after the checkpoint we resume from)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            break  # a line cut by a crash: it and anything after it go
-    files.write_text(path, "".join(line + "\n" for line in keep))
-
-
 def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: bool = False,
               steps: int | None = None, time_budget: float | None = None, device=None,
-              progress: bool = True) -> RunResult:
+              progress: bool = True, trace_every: int | None = None) -> RunResult:
     """Train a run in directory ``out`` (new from ``config``, or ``resume``-d from its last.pt).
 
     Resuming continues to ``steps`` in total exactly as if the run had never stopped (same
-    batches, dropout masks, optimiser state). Raises ``RunDiverged`` (last good checkpoint
-    intact) when the loss or gradient turns non-finite, ``UserError`` for a wrong request.
+    batches, dropout masks, optimiser state). ``trace_every`` (also on resume) sets how often
+    the telemetry goes to telemetry.jsonl (``TrainConfig.trace_every``). Raises
+    ``RunDiverged`` (last good checkpoint intact) when the loss or gradient turns non-finite,
+    ``UserError`` for a wrong request.
     """
     out = Path(out)
     last = out / checkpoint.LAST
@@ -261,19 +252,22 @@ def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: boo
         payload, done = None, 0
     if steps is not None:
         config["train"]["steps"] = steps
+    if trace_every is not None:
+        config["train"]["trace_every"] = trace_every
     task, builder, tc = build_from_config(config)
     tc = tc.replace(time_budget=time_budget)
     dev = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     files.write_json(out / "config.json", config, indent=2)
-    metrics_path = out / "metrics.jsonl"
     if resume:
-        _trim_metrics(metrics_path, done)
+        for log in (journal.METRICS, journal.TELEMETRY):
+            journal.trim(out / log, done)
         for stale in out.glob(".*.tmp"):  # a write cut short by a crash
             stale.unlink(missing_ok=True)
     ck = _Checkpoints(out, config, getattr(task, "tokenizer", None), tc.checkpoint_every,
                       payload)
-    callbacks = [_Metrics(metrics_path), ck]
+    callbacks = [journal.MetricsLog(out / journal.METRICS), journal.TelemetryLog(
+        out / journal.TELEMETRY), ck]
     tb = _tensorboard(out, done)
     if tb is not None:
         callbacks.append(tb)
@@ -362,6 +356,29 @@ def evaluate_run(run: Run, batches: int = 20) -> dict:
                            generator=torch.Generator().manual_seed(tc.seed + 1))
 
 
+def training_figures(run_dir: str | os.PathLike) -> dict:
+    """{file name: Figure} of what a run logged while training: learning_curves.png
+    (metrics.jsonl); with telemetry.jsonl, telemetry_grad_h.png (log₁₀ ‖∂L/∂h_t‖ over training
+    step × time step), telemetry_grad_c.png (LSTM) and telemetry_gates.png (forget / keep gate
+    over training)."""
+    from . import plots
+
+    run_dir, figs = Path(run_dir), {}
+    metrics = journal.read(run_dir / journal.METRICS)
+    if metrics:
+        figs["learning_curves.png"] = plots.plot_learning_curves(
+            metrics, title=f"learning curves: {run_dir.name}")
+    tele = journal.read(run_dir / journal.TELEMETRY)
+    if tele:
+        figs["telemetry_grad_h.png"] = plots.plot_telemetry_heatmap(tele)
+        if any(r.get("grad_c") is not None for rec in tele for r in rec["layers"].values()):
+            figs["telemetry_grad_c.png"] = plots.plot_telemetry_heatmap(tele, field="grad_c")
+        gates = plots.plot_gate_history(tele)
+        if gates is not None:
+            figs["telemetry_gates.png"] = gates
+    return figs
+
+
 def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed: int = 0,
                 figures: bool = True, threshold: float = 1e-3) -> dict:
     """``rnnlab inspect``: load a run (directory or checkpoint .pt), drive its model with a
@@ -370,10 +387,11 @@ def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed
     through the run's tokenizer), and run ``checklist`` (with padded batches, the Jacobian,
     Lyapunov and gate probes use the full-length rows; the telemetry the whole batch; token ids
     at PAD positions count as input otherwise). Figures go to <run dir>/figures/
-    (inspect_jacobian.png, inspect_spectrum.png, inspect_lyapunov.png, inspect_gates.png), the
-    run directory being the folder that holds the checkpoint and its config.json; nothing is
-    written when there is no such folder. UserError for a missing path, a file that is no
-    checkpoint, unreadable text, or a model without a recurrent layer.
+    (inspect_jacobian.png, inspect_spectrum.png, inspect_lyapunov.png, inspect_gates.png, and
+    those of ``training_figures`` the run has), the run directory being the folder that holds
+    the checkpoint and its config.json; nothing is written when there is no such folder.
+    UserError for a missing path, a file that is no checkpoint, unreadable text, or a model
+    without a recurrent layer.
 
     Returns {"checkpoint", "step", "run_dir", "input", "rows", "figures", "probes"}.
     """
@@ -436,6 +454,7 @@ def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed
             figs["inspect_grad.png"] = plots.plot_jacobian_norms(
                 {"‖∂L/∂h_t‖ (telemetry)": p["grad_h"]}, ylabel="‖∂L/∂h_t‖₂ (batch mean)",
                 title=f"loss gradient through time, last layer (step {run.step})")
+        figs.update(training_figures(run_dir))
         for name, fig in figs.items():
             fig.savefig(fig_dir / name, dpi=110)
             written.append(fig_dir / name)

@@ -259,9 +259,10 @@ class Trace:
 
     def summary(self) -> dict:
         """Plain data, on the CPU: {layer name: {"grad_h": (L·D, T), "grad_c": (L·D, T) or None,
-        "gates": {gate: {"mean": (L·D, T), "saturated": (L·D, T)}}}}, the calls of a layer
-        joined along time (a decoder stepped token by token reads as one sequence); a call no
-        backward reached has NaN gradients; a layer that never ran is left out."""
+        "gates": {gate: {"mean": (L·D, T), "saturated": (L·D, T)}}, "directions": D}}, the
+        calls of a layer joined along time (a decoder stepped token by token reads as one
+        sequence); a call no backward reached has NaN gradients; a layer that never ran is left
+        out."""
         def cat(vs):
             return torch.cat([v.detach().cpu() for v in vs], 1)
 
@@ -282,7 +283,8 @@ class Trace:
                    for f in ("grad_h", "grad_c")[: 1 + calls[0]._has_cell]}
             out[name] = {"grad_h": rec["grad_h"], "grad_c": rec.get("grad_c"),
                          "gates": {g: {s: cat([c[g][s] for c in gates]) for s in stats}
-                                   for g, stats in gates[0].items()}}
+                                   for g, stats in gates[0].items()},
+                         "directions": 2 if layer.module.bidirectional else 1}
         return out
 
     def __repr__(self) -> str:
