@@ -57,3 +57,11 @@ def test_memory_runs(capsys):
     _load("memory").main(["--sizes", "8", "--steps", "3", "--batch", "2"])
     assert "LSTM" in capsys.readouterr().out
 
+
+
+def test_trace_overhead_runs(capsys):
+    _load("trace_overhead").main(["--every", "2", "--steps", "4", "--hidden", "8", "--layers",
+                                  "1", "--batch", "2", "--seq-len", "6", "--repeats", "1"])
+    out = capsys.readouterr().out
+    for text in ("trace_every", "overhead", "traced step cost"):
+        assert text in out

@@ -37,9 +37,13 @@ class _Lines:
             self.f = open(self.path, "a", buffering=1, encoding="utf-8")
         self.f.write(files.dumps(record) + "\n")
 
-    def on_end(self, trainer, history) -> None:
+    def close(self) -> None:
         if self.f is not None:
             self.f.close()
+            self.f = None
+
+    def on_end(self, trainer, history) -> None:
+        self.close()
 
 
 class MetricsLog(_Lines):

@@ -266,14 +266,19 @@ def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: boo
             stale.unlink(missing_ok=True)
     ck = _Checkpoints(out, config, getattr(task, "tokenizer", None), tc.checkpoint_every,
                       payload)
-    callbacks = [journal.MetricsLog(out / journal.METRICS), journal.TelemetryLog(
-        out / journal.TELEMETRY), ck]
+    logs = [journal.MetricsLog(out / journal.METRICS), journal.TelemetryLog(
+        out / journal.TELEMETRY)]
+    callbacks = [*logs, ck]
     tb = _tensorboard(out, done)
     if tb is not None:
         callbacks.append(tb)
     with _Signals() as signals:
-        history = fit(builder, task, tc, callbacks=[*callbacks, signals], device=dev,
-                      progress=progress, resume=payload)
+        try:
+            history = fit(builder, task, tc, callbacks=[*callbacks, signals], device=dev,
+                          progress=progress, resume=payload)
+        finally:  # also when a crash (an exception) ends it early
+            for log in logs:
+                log.close()
     if history.stopped == "non-finite":
         nf = history.nonfinite
         raise RunDiverged(nf["step"], nf["what"], last if ck.last_step is not None else None,
