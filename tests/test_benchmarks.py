@@ -65,3 +65,11 @@ def test_scan_benchmark_prints_every_layer(capsys):
     out = capsys.readouterr().out
     for text in ("MinGRU", "MinLSTM", "LRU", "seq / par", "linear scan"):
         assert text in out
+
+
+def test_trace_overhead_runs(capsys):
+    _load("trace_overhead").main(["--every", "2", "--steps", "4", "--hidden", "8", "--layers",
+                                  "1", "--batch", "2", "--seq-len", "6", "--repeats", "1"])
+    out = capsys.readouterr().out
+    for text in ("trace_every", "overhead", "traced step cost"):
+        assert text in out

@@ -6,8 +6,9 @@ from pathlib import Path
 import rnnlab
 
 SRC = Path(rnnlab.__file__).parent
-# DESIGN.md: cells ← engine ← layers ← models ← train ← runs ← studies ← report ← cli
-ORDER = ["cells", "engine", "layers", "models", "train", "runs", "studies", "report", "cli"]
+# DESIGN.md: cells ← engine ← stack ← layers ← models ← train ← runs ← studies ← report ← cli
+ORDER = ["cells", "engine", "stack", "layers", "models", "train", "runs", "studies", "report",
+         "cli"]
 MAX_LINES = 500
 
 

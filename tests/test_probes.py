@@ -482,7 +482,7 @@ def test_inspect_cli_on_a_tiny_run(tmp_path):
     want = ["inspect_gates.png", "inspect_jacobian.png", "inspect_lyapunov.png",
             "inspect_spectrum.png"]
     assert "loss gradient" in res.output  # the loss gradient through time, from rnnlab.trace
-    assert figs == sorted(want + ["inspect_grad.png"])
+    assert figs == sorted(want + ["inspect_grad.png", "learning_curves.png"])
     # the σ_max line carries the number torch computes for the checkpoint's W_hh
     w = torch.load(run / "last.pt", weights_only=True)["model"]["backbone.weight_hh_l0"]
     assert f"{float(torch.linalg.svdvals(w.double())[0]):.4g}" in res.output

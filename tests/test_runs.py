@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab import checkpoint, rundir, runs, train
+from rnnlab import checkpoint, journal, rundir, runs, train
 from rnnlab.data import shakespeare_text
 
 
@@ -32,6 +32,21 @@ def tiny_config(path, steps=40, seq_len=12, **train_options):
 
 def metrics(out):
     return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def crash_inside_step(monkeypatch, step: int, train_run) -> None:
+    """Run ``train_run()`` with a process that dies (KeyboardInterrupt) inside step ``step``."""
+    real_step = train.Trainer.train_step
+
+    def crashing_step(self):
+        if self.step == step - 1:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(train.Trainer, "train_step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_run()
+    monkeypatch.setattr(train.Trainer, "train_step", real_step)
 
 
 # ---- exact resume ------------------------------------------------------------------------------
@@ -66,17 +81,8 @@ def test_resume_after_a_crash_with_cosine_schedule(tmp_path, monkeypatch):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     runs.train_run(straight, tiny_config(path, **cfg), progress=False)
 
-    real_step = train.Trainer.train_step
-
-    def crashing_step(self):
-        if self.step == 22:
-            raise KeyboardInterrupt  # dies inside step 23
-        return real_step(self)
-
-    monkeypatch.setattr(train.Trainer, "train_step", crashing_step)
-    with pytest.raises(KeyboardInterrupt):
-        runs.train_run(crashed, tiny_config(path, **cfg), progress=False)
-    monkeypatch.setattr(train.Trainer, "train_step", real_step)
+    crash_inside_step(monkeypatch, 23, lambda: runs.train_run(
+        crashed, tiny_config(path, **cfg), progress=False))
     assert checkpoint.load(crashed / "last.pt")["step"] == 21
     runs.train_run(crashed, resume=True, progress=False)
     a, b = _params(straight), _params(crashed)
@@ -84,6 +90,42 @@ def test_resume_after_a_crash_with_cosine_schedule(tmp_path, monkeypatch):
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6)
     assert [m["loss"] for m in metrics(crashed)] == pytest.approx(
         [m["loss"] for m in metrics(straight)], abs=1e-6)
+
+
+def test_traced_run_writes_telemetry_that_resumes_exactly(tmp_path, monkeypatch):
+    """trace_every=1: a line per step; 20 + 20 steps, and a run killed at step 23 and resumed
+    from its step-20 checkpoint (the lines of steps 21, 22 dropped and written again), give the
+    40 lines of the run that never stopped."""
+    path = text_file(tmp_path)
+    straight, split, crashed = tmp_path / "straight", tmp_path / "split", tmp_path / "crashed"
+    runs.train_run(straight, tiny_config(path, steps=40, trace_every=1), progress=False)
+    runs.train_run(split, tiny_config(path, steps=20, trace_every=1), progress=False)
+    runs.train_run(split, resume=True, steps=40, progress=False)
+
+    crash_inside_step(monkeypatch, 23, lambda: runs.train_run(
+        crashed, tiny_config(path, steps=40, trace_every=1), progress=False))
+    assert [r["step"] for r in journal.read(crashed / journal.TELEMETRY)] == list(range(1, 23))
+    runs.train_run(crashed, resume=True, progress=False)
+
+    want = journal.read(straight / journal.TELEMETRY)
+    assert [r["step"] for r in want] == list(range(1, 41))
+    layer = want[0]["layers"]["backbone"]
+    assert len(layer["grad_h"]) == 1 and len(layer["grad_h"][0]) == 12  # 1 layer, T = 12
+    assert set(layer["gates"]) == set("ifgo") and layer["grad_c"] is not None
+    for other in (split, crashed):
+        got = journal.read(other / journal.TELEMETRY)
+        assert len(got) == 40
+        for a, b in zip(want, got, strict=True):
+            assert a["step"] == b["step"]
+            for name, la in a["layers"].items():
+                lb = b["layers"][name]
+                close = lambda x, y: torch.testing.assert_close(
+                    torch.tensor(x), torch.tensor(y), rtol=1e-5, atol=1e-9)
+                for f in ("grad_h", "grad_c"):
+                    close(lb[f], la[f])
+                for g, stats in la["gates"].items():
+                    for stat, v in stats.items():
+                        close(lb["gates"][g][stat], v)
 
 
 def test_kill_9_leaves_a_loadable_checkpoint(tmp_path):
@@ -144,8 +186,15 @@ def test_tensorboard_scalars_when_available(tmp_path, monkeypatch):
             written.append("closed")
 
     monkeypatch.setattr(rundir, "tensorboard", lambda out, step: rundir.TensorBoard(Writer()))
-    runs.train_run(tmp_path / "run", tiny_config(text_file(tmp_path), steps=10), progress=False)
+    runs.train_run(tmp_path / "run", tiny_config(text_file(tmp_path), steps=10, trace_every=5),
+                   progress=False)
     tags = {t[0] for t in written[:-1]}
     assert {"loss", "grad_norm", "lr", "val/loss", "val/bpc"} <= tags and written[-1] == "closed"
+    tele = journal.read(tmp_path / "run" / journal.TELEMETRY)
+    first = [(v, s) for t, v, s in written[:-1] if t == "telemetry/backbone/grad_h_first"]
+    assert [s for _, s in first] == [1, 5, 10]
+    assert [v for v, _ in first] == pytest.approx(
+        [r["layers"]["backbone"]["grad_h"][0][0] for r in tele], rel=1e-5)
+    assert "telemetry/backbone/f_mean" in tags and "telemetry/backbone/grad_c_last" in tags
     assert [v for t, v, s in written[:-1] if t == "loss"] == pytest.approx(
         [m["loss"] for m in metrics(tmp_path / "run")])

@@ -203,7 +203,7 @@ def test_trace_on_a_module_containing_layers():
 
 def test_trace_errors_and_cleanup():
     layer = rnnlab.GRU(I, H, backend="fused")
-    with pytest.raises(ValueError, match="no rnnlab recurrent layer"):
+    with pytest.raises(ValueError, match="no recurrent layer"):
         with rnnlab.trace(nn.Linear(2, 2)):
             pass
     with pytest.raises(RuntimeError, match="boom"):
@@ -284,11 +284,15 @@ def test_trace_on_cuda_matches_cpu(mode):
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("packed", [False, True])
-def test_every_tensor_follows_the_input_device(mode, packed):
+@pytest.mark.parametrize("kind", ["rnnlab", "torch.nn"])
+def test_every_tensor_follows_the_input_device(mode, packed, kind):
     """Device-agnostic without a GPU: on the "meta" device any tensor the engine, the trace or
     the layer made on the CPU by mistake would raise ("Tensor on device cpu is not on the
-    expected device meta"). Traced (engine) and untraced (fused) runs, forward and backward."""
-    layer = getattr(rnnlab, mode)(I, H, num_layers=2, bidirectional=True, device="meta")
+    expected device meta"). Traced (engine) and untraced (fused) runs, forward and backward,
+    rnnlab's layers and torch.nn's (with dropout between layers)."""
+    lib = rnnlab if kind == "rnnlab" else nn
+    layer = getattr(lib, mode)(I, H, num_layers=2, bidirectional=True, device="meta",
+                               dropout=0.3)
     x = torch.randn(T, B, I, device="meta", requires_grad=True)
 
     def run():
@@ -303,4 +307,5 @@ def test_every_tensor_follows_the_input_device(mode, packed):
         records.append(tr.grad_c)
     assert {r.device.type for r in records} == {"meta"}
     assert x.grad.device.type == "meta" and layer.weight_hh_l1_reverse.grad.device.type == "meta"
-    run()  # untraced: torch's fused kernels on the same Parameters
+    if kind == "rnnlab":
+        run()  # untraced: torch's fused kernels on the same Parameters

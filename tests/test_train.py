@@ -158,3 +158,50 @@ def test_train_config_is_the_one_source_of_defaults(monkeypatch):
 def test_train_config_refuses_bad_values_naming_the_option(bad):
     with pytest.raises(UserError, match=next(iter(bad))):
         train.TrainConfig(**bad).check()
+
+
+# ---- telemetry while training ------------------------------------------------------------------
+
+def test_trace_every_records_what_a_trace_around_the_step_records():
+    """fit(trace_every=2) against rnnlab.trace wrapped by hand around the same steps of the same
+    run (same seed, same batches): steps 1, 2, 4 are traced, and the records hold the trace's
+    numbers."""
+    import rnnlab
+    from rnnlab.seeding import seed_everything
+
+    def build():
+        return models.build("regressor", input_size=2, hidden_size=4, backbone="gru",
+                            num_layers=2)
+
+    cfg = train.TrainConfig(steps=5, batch_size=4, eval_every=100, eval_batches=1, seed=2)
+    h = train.fit(build, _FakeTask(), cfg, trace_every=2)
+    assert [r["step"] for r in h.telemetry] == [1, 2, 4]
+
+    seed_everything(cfg.seed)
+    trainer = train.Trainer(build(), _FakeTask(), cfg)
+    records = iter(h.telemetry)
+    for step in range(1, 6):
+        if step not in (1, 2, 4):
+            trainer.train_step()
+            continue
+        with rnnlab.trace(trainer.model) as tr:
+            trainer.train_step()
+        rec = next(records)["layers"]["backbone"]
+        assert rec["grad_c"] is None and rec["directions"] == 1
+        torch.testing.assert_close(rec["grad_h"], tr["backbone"].grad_h, rtol=0, atol=1e-7)
+        assert rec["grad_h"].shape == (2, 5)
+        for g in "rzn":
+            for stat in ("mean", "saturated"):
+                torch.testing.assert_close(rec["gates"][g][stat], tr["backbone"].gates[g][stat],
+                                           rtol=0, atol=1e-7)
+    for p, q in zip(trainer.model.parameters(), h.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)  # tracing did not change the run
+
+
+def test_trace_every_needs_a_recurrent_layer():
+    model = models.build("regressor", input_size=2, hidden_size=4, backbone="attention",
+                         num_heads=1)
+    with pytest.raises(UserError, match="trace_every needs a model with a recurrent layer"):
+        train.fit(model, _FakeTask(), steps=2, trace_every=1, eval_batches=1)
+    with pytest.raises(UserError, match="trace_every"):
+        train.TrainConfig(trace_every=-1).check()

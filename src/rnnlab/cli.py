@@ -115,7 +115,8 @@ _CONFIG_KEYS = {"task": ("task", "name"), "tokens": ("task", "tokens"),
                 "forget_bias": ("model", "forget_bias"), "init": ("model", "recurrent_init"),
                 **{k: ("train", k) for k in ("batch_size", "optimizer", "lr", "clip",
                                              "weight_decay", "warmup", "decay", "tbptt", "steps",
-                                             "eval_every", "checkpoint_every", "seed", "dtype")}}
+                                             "eval_every", "checkpoint_every", "seed", "dtype",
+                                             "trace_every")}}
 
 
 def _lazy(module: str, attr: str):
@@ -171,6 +172,9 @@ _SEED = click.IntRange(min=0, max=2**63 - 1)  # what torch.Generator.manual_seed
               show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=_TC.checkpoint_every,
               show_default=True)
+@click.option("--trace-every", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Record the gradient through time (‖∂L/∂h_t‖, ‖∂L/∂c_t‖, gates) of steps 1, "
+                   "N, 2N, ... into telemetry.jsonl (default: off; with --resume: the run's).")
 @click.option("--seed", type=_SEED, default=_TC.seed, show_default=True)
 @click.option("--tokens", type=click.Choice(_lazy("data", "TOKENS")), default=None,
               help="Text tasks: model characters (default) or words and punctuation.")
@@ -189,8 +193,8 @@ _SEED = click.IntRange(min=0, max=2**63 - 1)  # what torch.Generator.manual_seed
 @click.pass_context
 def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, seq_len,
               optimizer, lr, clip, dropout, weight_decay, forget_bias, init, warmup, decay,
-              tbptt, steps, time_budget, eval_every, checkpoint_every, seed, tokens, dtype,
-              config_path, device, out, resume, quiet):
+              tbptt, steps, time_budget, eval_every, checkpoint_every, trace_every, seed, tokens,
+              dtype, config_path, device, out, resume, quiet):
     """Train a model (default: a 2-layer char LSTM on Shakespeare) with checkpoints."""
     import math
     from pathlib import Path
@@ -206,7 +210,8 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
         if given:
             flags = ", ".join("--" + _FLAG.get(p, p).replace("_", "-") for p in given)
             raise UserError(f"{flags} cannot be changed when resuming (the run keeps its own "
-                            "settings); only --steps, --time-budget and --device may be given")
+                            "settings); only --steps, --time-budget, --trace-every and --device "
+                            "may be given")
         runs.resolve_device(device)
         out_dir = Path(resume)
         cfg = None
@@ -222,7 +227,8 @@ def train_cmd(ctx, task, text_path, model, hidden_size, num_layers, batch_size, 
             f"{name}-{cfg['model'].get('backbone', 'model')}")
     try:
         result = runs.train_run(out_dir, cfg, resume=resume is not None, steps=steps,
-                                time_budget=time_budget, device=device, progress=not quiet)
+                                time_budget=time_budget, device=device, progress=not quiet,
+                                trace_every=trace_every)
     except runs.RunDiverged as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)

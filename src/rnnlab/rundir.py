@@ -195,7 +195,8 @@ class RunLock:
 # ---- metrics.jsonl -------------------------------------------------------------------------
 
 def set_aside_metrics(path: Path, step: int) -> str | None:
-    """Move lines after ``step`` and torn lines of metrics.jsonl aside; a note, or None."""
+    """Move lines after ``step`` and torn lines of a JSON-lines log (metrics.jsonl,
+    telemetry.jsonl) aside to ``<name>.set-aside-<step>.jsonl``; a note, or None."""
     if not path.exists():
         return None
     raw = path.read_bytes()
@@ -214,10 +215,11 @@ def set_aside_metrics(path: Path, step: int) -> str | None:
         if raw and not raw.endswith(b"\n"):  # a whole last line without its newline
             files.write_text(path, b"".join(x + b"\n" for x in keep).decode("utf-8"))
         return None
-    aside = path.with_name(f"metrics.set-aside-{step}.jsonl")
+    stem = path.name.removesuffix(".jsonl")
+    aside = path.with_name(f"{stem}.set-aside-{step}.jsonl")
     i = 1
     while aside.exists():
-        aside, i = path.with_name(f"metrics.set-aside-{step}-{i}.jsonl"), i + 1
+        aside, i = path.with_name(f"{stem}.set-aside-{step}-{i}.jsonl"), i + 1
     with files.atomic(aside) as f:
         f.write(b"".join(x + b"\n" for x in later + torn))
     with files.atomic(path) as f:
@@ -301,6 +303,21 @@ class TensorBoard:
         for k, v in rec.items():
             if k != "step" and isinstance(v, (int, float)):
                 self.writer.add_scalar(k.replace("val_", "val/"), v, trainer.step)
+
+    def on_trace(self, trainer, record: dict) -> None:
+        """Per layer (rows and steps averaged): ‖∂L/∂h_t‖ at the first and last step (and
+        ‖∂L/∂c_t‖), each gate's mean and fraction saturated."""
+        for name, r in record["layers"].items():
+            tag = f"telemetry/{name or 'layer'}/"
+            for field in ("grad_h", "grad_c"):
+                if r[field] is not None:
+                    self.writer.add_scalar(tag + f"{field}_first", float(r[field][:, 0].mean()),
+                                           record["step"])
+                    self.writer.add_scalar(tag + f"{field}_last", float(r[field][:, -1].mean()),
+                                           record["step"])
+            for gate, stats in r["gates"].items():
+                for stat, v in stats.items():
+                    self.writer.add_scalar(tag + f"{gate}_{stat}", float(v.mean()), record["step"])
 
     def on_end(self, trainer, history) -> None:
         self.writer.close()

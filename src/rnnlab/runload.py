@@ -132,6 +132,29 @@ def score_text(run: Run, text: str, max_unseen: float = MAX_UNSEEN) -> dict:
     return m
 
 
+def training_figures(run_dir: str | os.PathLike) -> dict:
+    """{file name: Figure} of what a run logged while training: learning_curves.png
+    (metrics.jsonl); with telemetry.jsonl, telemetry_grad_h.png (log₁₀ ‖∂L/∂h_t‖ over training
+    step × time step), telemetry_grad_c.png (LSTM) and telemetry_gates.png (forget / keep gate
+    over training)."""
+    from . import journal, plots
+
+    run_dir, figs = Path(run_dir), {}
+    metrics = journal.read(run_dir / journal.METRICS)
+    if metrics:
+        figs["learning_curves.png"] = plots.plot_learning_curves(
+            metrics, title=f"learning curves: {run_dir.name}")
+    tele = journal.read(run_dir / journal.TELEMETRY)
+    if tele:
+        figs["telemetry_grad_h.png"] = plots.plot_telemetry_heatmap(tele)
+        if any(r.get("grad_c") is not None for rec in tele for r in rec["layers"].values()):
+            figs["telemetry_grad_c.png"] = plots.plot_telemetry_heatmap(tele, field="grad_c")
+        gates = plots.plot_gate_history(tele)
+        if gates is not None:
+            figs["telemetry_gates.png"] = gates
+    return figs
+
+
 def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed: int = 0,
                 figures: bool = True, threshold: float = 1e-3) -> dict:
     """``rnnlab inspect``: load a run (directory or checkpoint .pt), drive its model with a
@@ -213,6 +236,7 @@ def inspect_run(path, *, text=None, seq_len: int = 64, batch_size: int = 2, seed
             figs["inspect_grad.png"] = plots.plot_jacobian_norms(
                 {"‖∂L/∂h_t‖ (telemetry)": p["grad_h"]}, ylabel="‖∂L/∂h_t‖₂ (batch mean)",
                 title=f"loss gradient through time, last layer (step {run.step})")
+        figs.update(training_figures(run_dir))
         for name, fig in figs.items():
             fig.savefig(fig_dir / name, dpi=110)
             written.append(fig_dir / name)

@@ -3,11 +3,13 @@
     runs/shakespeare-lstm-20261202-101500/
       config.json      {"task": {...}, "model": {...}, "train": TrainConfig}
       metrics.jsonl    one JSON line per step (val_* at evaluation steps)
+      telemetry.jsonl  with trace_every=N: one line per traced step (rnnlab.journal)
       last.pt          every checkpoint_every steps and at the end (atomic, weights-only)
       best.pt          at the best validation loss so far
       results.json     how it ended
       tensorboard/     when tensorboard is installed
       .lock            while a process writes the run (its pid and host)
+      figures/         rnnlab inspect's pictures
 
 ``train_run`` is ``train.fit`` plus the callbacks of ``rnnlab.rundir`` that write the above,
 under the run directory's lock, after checking that the run fits in memory. ``load_run``,
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, console, files, models, rundir, sizing
+from . import checkpoint, console, files, journal, models, rundir, sizing
 from .data import build_task
 from .errors import UserError
 from .runload import (  # the loading half, re-exported
@@ -179,7 +181,8 @@ def _check_belongs(out: Path, payload: dict, task) -> None:
         except (OSError, ValueError) as e:
             raise UserError(f"cannot resume: {stored_path} is unreadable "
                             f"({type(e).__name__}); nothing was changed") from None
-        diffs = [d for d in _differences(stored, config) if not d.startswith("train.steps ")]
+        diffs = [d for d in _differences(stored, config)  # what a resume may change
+                 if not d.startswith(("train.steps ", "train.trace_every "))]
         if diffs:
             raise UserError(f"cannot resume: {last} does not belong to the run in {out}: its "
                             f"config differs from config.json in {'; '.join(diffs[:3])}"
@@ -230,7 +233,7 @@ def _write_failed(e: OSError, out: Path, ck) -> UserError:
 
 def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: bool = False,
               steps: int | None = None, time_budget: float | None = None, device=None,
-              progress: bool = True) -> RunResult:
+              progress: bool = True, trace_every: int | None = None) -> RunResult:
     """Train a run in directory ``out`` (new from ``config``, or ``resume``-d from its last.pt).
 
     Resuming continues to ``steps`` in total exactly as if the run had never stopped (same
@@ -239,6 +242,8 @@ def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: boo
     time (``rundir.RunLock``). Raises ``RunDiverged`` (last good checkpoint intact) when the
     loss or gradient turns non-finite, ``UserError`` for a wrong request, a run that does not
     fit in memory, a checkpoint that is not the run's, or a write the disk refused.
+    ``trace_every`` (also on resume) sets how often the telemetry goes to telemetry.jsonl
+    (``TrainConfig.trace_every``).
     """
     out = Path(out)
     dev = resolve_device(device)
@@ -253,8 +258,8 @@ def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: boo
         with _Signals() as signals, rundir.RunLock(out):
             made: dict = {}  # what _train_locked has set up so far (its checkpoint writer)
             try:
-                return _train_locked(out, config, resume, steps, time_budget, dev, progress,
-                                     signals, made)
+                return _train_locked(out, config, resume, steps, time_budget, trace_every,
+                                     dev, progress, signals, made)
             except OSError as e:
                 raise _write_failed(e, out, made.get("checkpoints")) from None
     except BaseException:
@@ -266,7 +271,8 @@ def train_run(out: str | os.PathLike, config: dict | None = None, *, resume: boo
         raise
 
 
-def _train_locked(out, config, resume, steps, time_budget, dev, progress, signals, made):
+def _train_locked(out, config, resume, steps, time_budget, trace_every, dev, progress, signals,
+                  made):
     last = out / checkpoint.LAST
     metrics_path = out / rundir.METRICS
     if resume:
@@ -281,15 +287,18 @@ def _train_locked(out, config, resume, steps, time_budget, dev, progress, signal
         payload, done = None, 0
     if steps is not None:
         config["train"]["steps"] = steps
+    if trace_every is not None:
+        config["train"]["trace_every"] = trace_every
     task, builder, tc = build_from_config(config)
     tc = tc.replace(time_budget=time_budget)
     if resume:
         _check_belongs(out, payload, task)
     _fits(task, config, tc, dev)
     if resume:
-        note = rundir.set_aside_metrics(metrics_path, done)
-        if note:
-            console.log(note)
+        for log in (metrics_path, out / journal.TELEMETRY):
+            note = rundir.set_aside_metrics(log, done)
+            if note:
+                console.log(note)
         for stale in out.glob(".*.tmp"):  # a write cut short by a crash
             stale.unlink(missing_ok=True)
     if not resume or not (out / "config.json").exists():
@@ -297,16 +306,17 @@ def _train_locked(out, config, resume, steps, time_budget, dev, progress, signal
     ck = rundir.Checkpoints(out, config, getattr(task, "tokenizer", None), tc.checkpoint_every,
                             payload)
     made["checkpoints"] = ck
-    metrics = rundir.Metrics(metrics_path)
-    callbacks = [metrics, ck]
+    metrics, telemetry = rundir.Metrics(metrics_path), journal.TelemetryLog(out / journal.TELEMETRY)
+    callbacks = [metrics, telemetry, ck]
     tb = rundir.tensorboard(out, done)
     if tb is not None:
         callbacks.append(tb)
     try:
         history = fit(builder, task, tc, callbacks=[*callbacks, signals], device=dev,
                       progress=progress, resume=payload)
-    finally:
+    finally:  # also when a crash (an exception) ends it early
         metrics.close()
+        telemetry.close()
     if history.stopped == "non-finite":
         nf = history.nonfinite
         raise RunDiverged(nf["step"], nf["what"], last if ck.last_step is not None else None,

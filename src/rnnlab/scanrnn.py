@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .layers import _check_int, _packed_to_padded, check_input, time_major
+from .layers import _check_int
 from .scan import linear_scan, log_linear_scan
+from .stack import _packed_to_padded, check_input, time_major
 
 SCANS = ("parallel", "sequential")
 

@@ -7,9 +7,10 @@
     tr.grad_c        # (L·D, T): the same for the LSTM cell state (None for RNN and GRU)
     tr.gates["f"]    # {"mean": (L·D, T), "saturated": (L·D, T)}
 
-What is recorded, for every rnnlab recurrent layer (``RNNBase``: rnnlab.RNN / LSTM / GRU) inside
-the module, rows k = layer·num_directions + direction (the order of torch's h_n), columns the
-time steps t = 0..T−1 in input order (also for the reverse direction):
+What is recorded, for every recurrent layer inside the module, rnnlab's (rnnlab.RNN / LSTM /
+GRU) or torch.nn's (torch.nn.RNN / LSTM / GRU), rows k = layer·num_directions + direction (the
+order of torch's h_n), columns the time steps t = 0..T−1 in input order (also for the reverse
+direction):
 
 - ``grad_h[k, t]`` = mean over the batch of ‖∂L/∂h_t‖₂, the *total* gradient reaching h_t: from
   the loss at t, from h_{t+1} (through the recurrence) and from the layer above; exactly what
@@ -43,6 +44,15 @@ Tracing runs the traced layers on rnnlab's engine (never on torch's fused kernel
 ``backend``), and the layers go back to normal when the ``with`` block exits, also on an
 exception.
 
+Any PyTorch model: a torch.nn.RNN / LSTM / GRU inside it runs, for the duration of the ``with``
+block, on rnnlab's engine with its *own* Parameters (``rnnlab.interop.attach``: nothing is copied,
+the gradients land on the model's parameters as plain autograd would put them), with torch.nn's
+semantics (dropout between layers in training mode, batch_first, bidirectional, PackedSequence
+sorted or not, unbatched input, a given initial state), in training or eval mode alike (no
+"backward can only be called in training mode" limit as with cuDNN), the LSTM's proj_size
+included. What the engine cannot run (a subclass overriding forward) is refused with an error
+saying why (``interop.unsupported``).
+
 Several forwards inside one trace (truncated BPTT chunks, a decoder stepped one token at a time):
 each call of a layer is recorded separately, in order, in ``record.calls``; ``grad_h``,
 ``grad_c`` and ``gates`` are those of the *last* call. A call's gradients are filled in by the
@@ -55,14 +65,14 @@ Several recurrent layers inside the module: ``tr.layers`` maps each one's qualif
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-from .layers import RNNBase
+from .interop import attach, attached, detach, recurrent_layers
 from .masks import lengths_to_mask
-from .scanrnn import ScanRNNBase
 
 SATURATION = 0.05  # σ gates: v < 0.05 or v > 0.95; tanh-valued: |v| > 0.95
 # What each recorded value is: σ gates in (0, 1), tanh-valued ones in (−1, 1); the RNN's "h"
@@ -71,7 +81,6 @@ GATE_KINDS = {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid",  # LS
               "r": "sigmoid", "z": "sigmoid", "n": "tanh",  # GRU
               "h": "tanh"}  # RNN (tanh; relu with nonlinearity="relu")
 SIGMOID_GATES = frozenset(n for n, kind in GATE_KINDS.items() if kind == "sigmoid")
-_RECURRENT = (RNNBase, ScanRNNBase)  # the layers a trace records
 
 
 def gate_kind(name: str, nonlinearity: str = "tanh") -> str:
@@ -208,10 +217,11 @@ class LayerRecord:
     """Everything recorded for one recurrent layer: ``calls`` (one ``CallRecord`` per forward,
     in order) and, for the last call, ``grad_h``, ``grad_c`` and ``gates``."""
 
-    def __init__(self, name: str, module: RNNBase | ScanRNNBase):
+    def __init__(self, name: str, module: nn.Module):
         self.name, self.module = name, module
-        self.taps = [_Tap(getattr(module, "nonlinearity", None))
-                     for _ in range(module.num_layers * module.num_directions)]
+        D = 2 if module.bidirectional else 1
+        self.taps = [_Tap(getattr(module, "nonlinearity", "tanh"))
+                     for _ in range(module.num_layers * D)]
 
     @property
     def calls(self) -> list[CallRecord]:
@@ -275,28 +285,59 @@ class Trace:
     def gates(self) -> dict[str, dict[str, Tensor]]:
         return self._single().gates
 
+    def summary(self) -> dict:
+        """Plain data, on the CPU: {layer name: {"grad_h": (L·D, T), "grad_c": (L·D, T) or None,
+        "gates": {gate: {"mean": (L·D, T), "saturated": (L·D, T)}}, "directions": D}}, the
+        calls of a layer joined along time (a decoder stepped token by token reads as one
+        sequence); a call no backward reached has NaN gradients; a layer that never ran is left
+        out."""
+        def cat(vs):
+            return torch.cat([v.detach().cpu() for v in vs], 1)
+
+        def grads(call, field, K, T):
+            try:
+                return getattr(call, field)
+            except RuntimeError:  # no backward pass went through this call
+                return torch.full((K, T), math.nan)
+
+        out = {}
+        for name, layer in self.layers.items():
+            calls = layer.calls
+            if not calls:
+                continue
+            gates = [c.gates for c in calls]
+            K, Ts = len(layer.taps), [next(iter(g.values()))["mean"].shape[1] for g in gates]
+            rec = {f: cat([grads(c, f, K, T) for c, T in zip(calls, Ts, strict=True)])
+                   for f in ("grad_h", "grad_c")[: 1 + calls[0]._has_cell]}
+            out[name] = {"grad_h": rec["grad_h"], "grad_c": rec.get("grad_c"),
+                         "gates": {g: {s: cat([c[g][s] for c in gates]) for s in stats}
+                                   for g, stats in gates[0].items()},
+                         "directions": 2 if layer.module.bidirectional else 1}
+        return out
+
     def __repr__(self) -> str:
         return f"Trace({list(self.layers)})"
 
 
 @contextmanager
 def trace(module: nn.Module):
-    """Record per-step gradient norms and gate statistics of every rnnlab recurrent layer in
-    ``module`` during the forward and backward passes run inside the ``with`` block."""
+    """Record per-step gradient norms and gate statistics of every recurrent layer in ``module``
+    (rnnlab's or torch.nn's) during the forward and backward passes run inside the ``with``
+    block."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"trace expects an nn.Module, got {type(module).__name__}")
-    found = {name: m for name, m in module.named_modules() if isinstance(m, _RECURRENT)}
+    found = recurrent_layers(module)
     if not found:
-        raise ValueError(f"no rnnlab recurrent layer (rnnlab.RNN/LSTM/GRU/MinGRU/MinLSTM/LRU) in "
-                         f"{type(module).__name__}")
-    busy = [name or type(m).__name__ for name, m in found.items() if m._taps is not None]
+        raise ValueError(f"no recurrent layer (rnnlab.RNN/LSTM/GRU/MinGRU/MinLSTM/LRU or "
+                         f"torch.nn.RNN/LSTM/GRU) in {type(module).__name__}")
+    busy = [name or type(m).__name__ for name, m in found.items() if attached(m)]
     if busy:
         raise RuntimeError(f"already being traced: {', '.join(busy)} (traces do not nest)")
     records = {name: LayerRecord(name, m) for name, m in found.items()}
     try:
         for name, m in found.items():
-            m._taps = records[name].taps
+            attach(m, records[name].taps)
         yield Trace(records)
     finally:
         for m in found.values():
-            m._taps = None
+            detach(m)

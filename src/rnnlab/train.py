@@ -28,7 +28,18 @@ chunk to the next but detaching it (h ← h.detach()), so gradients flow back at
 
 Callbacks (as minGPT's trainer): objects with any of ``on_start(trainer)``,
 ``on_step(trainer, record, last)`` (return False to stop), ``on_end(trainer, history)`` and
-``wants_stop()``; ``rnnlab.runs`` adds checkpoints, metrics.jsonl and signals this way.
+``wants_stop()``; ``rnnlab.runs`` adds checkpoints, metrics.jsonl and signals this way. Two more
+hooks: ``around_step(trainer)``, a context manager entered around the forward and backward of
+the step being made (``trainer.step + 1``), and ``on_trace(trainer, record)``, which receives
+the telemetry of a traced step.
+
+Telemetry while training (``trace_every=N``): steps 1, N, 2N, ... run inside ``rnnlab.trace``
+(``TraceEvery``), which records for every recurrent layer and direction ‖∂L/∂h_t‖, ‖∂L/∂c_t‖
+and the gate statistics per time step, in the engine's own backward loop; the other steps run
+as usual, so the cost is the traced steps' alone. Each record,
+``{"step": s, "layers": {name: {"grad_h": (L·D, T), "grad_c": ..., "gates": {...}}}}``
+(``rnnlab.telemetry.Trace.summary``), is appended to ``history.telemetry`` and handed to every
+callback's ``on_trace``.
 """
 
 from __future__ import annotations
@@ -73,6 +84,7 @@ class TrainConfig:
     target: float | None = None       # stop early when the validation target_metric reaches it
     target_metric: str = "acc"
     time_budget: float | None = None  # stop (evaluated, checkpointed) after this many seconds
+    trace_every: int = 0              # telemetry (rnnlab.trace) of steps 1, N, 2N, ...; 0: off
     seed: int = 0
     dtype: str = "float32"            # float32; bfloat16 (autocast); float64 (the whole model)
 
@@ -111,7 +123,7 @@ class TrainConfig:
                 raise UserError(f"{name} must be a finite number {'>' if open_low else '≥'} "
                                 f"{low:g}, got {v!r}")
 
-        for name in ("steps", "warmup", "eval_every", "checkpoint_every"):
+        for name in ("steps", "warmup", "eval_every", "checkpoint_every", "trace_every"):
             integer(name, 0)
         integer("batch_size", 1)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
@@ -231,6 +243,7 @@ class Trainer:
         self.state = None             # carried recurrent state (stateful TBPTT)
         self.chunks = 0               # chunks of the current pass over the stream consumed
         self._stream: Iterator | None = None
+        self.around_step: list[Callable] = []  # context managers around forward + backward
 
     # -- data --
     def next_batch(self):
@@ -259,14 +272,17 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = self.next_batch().to(self.device, self.dtype)
-        with self.autocast():
-            out, state = losses.forward(model, kind, batch, self.state)
-            loss, t = losses.tally(kind, out, batch)
         step = self.step + 1
-        if not math.isfinite(float(loss.detach())):
-            raise NonFiniteError(step, "loss", float(loss.detach()))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with contextlib.ExitStack() as around:  # e.g. rnnlab.trace on a traced step
+            for enter in self.around_step:
+                around.enter_context(enter(self))
+            with self.autocast():
+                out, state = losses.forward(model, kind, batch, self.state)
+                loss, t = losses.tally(kind, out, batch)
+            if not math.isfinite(float(loss.detach())):
+                raise NonFiniteError(step, "loss", float(loss.detach()))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         params = [p for p in model.parameters() if p.grad is not None]
         # ‖g‖ = sqrt(Σ ‖g_p‖²), measured before clipping; clipping scales g by min(1, c/‖g‖)
         max_norm = c.clip if c.clip else float("inf")
@@ -324,12 +340,60 @@ class History:
     stopped: str = "steps"             # "steps" | "target" | "time" | "callback" | "non-finite"
     nonfinite: dict | None = None                 # {"step", "what", "value"} when it diverged
     init_fingerprint: str = ""                    # hash of the initial weights (seeding.py)
+    telemetry: list = field(default_factory=list)  # one record per traced step (trace_every)
     model: nn.Module | None = field(default=None, repr=False)  # the trained model
 
     @property
     def evals(self) -> list:
         """The records that carry validation metrics."""
         return [r for r in self.records if "val_loss" in r]
+
+
+class TraceEvery:
+    """Callback: the telemetry of steps 1, N, 2N, ... (``rnnlab.trace`` around the step's forward
+    and backward); each record goes to ``records`` and to every ``sinks`` callback's
+    ``on_trace(trainer, record)``."""
+
+    def __init__(self, every: int, sinks: Sequence = ()):
+        self.every, self.sinks = every, list(sinks)
+        self.records: list[dict] = []
+        self._pending = None
+
+    def due(self, step: int) -> bool:
+        return step == 1 or step % self.every == 0
+
+    def on_start(self, trainer) -> None:
+        from .interop import recurrent_layers
+
+        try:
+            found = recurrent_layers(trainer.model)
+        except ValueError as e:
+            raise UserError(f"trace_every: {e}") from None
+        if not found:
+            raise UserError("trace_every needs a model with a recurrent layer (rnn, lstm, gru); "
+                            f"{type(trainer.model).__name__} has none")
+
+    @contextlib.contextmanager
+    def around_step(self, trainer):
+        step = trainer.step + 1
+        if not self.due(step):
+            yield
+            return
+        from .telemetry import trace
+
+        with trace(trainer.model) as tr:
+            yield
+        self._pending = (step, tr)
+
+    def on_step(self, trainer, rec: dict, last: bool) -> None:
+        if self._pending is None:
+            return
+        step, tr = self._pending
+        self._pending = None
+        record = {"step": step, "layers": tr.summary()}
+        self.records.append(record)
+        for cb in self.sinks:
+            getattr(cb, "on_trace", lambda t, r: None)(trainer, record)
 
 
 def _eval_record(m: dict) -> dict:
@@ -366,7 +430,9 @@ def fit(model: nn.Module | Callable[[], nn.Module], task, config: TrainConfig | 
     validation ``target_metric`` (e.g. "acc", "dep_acc", "loss", "mse") reaches ``target``, after
     ``time_budget`` seconds, or when a callback asks. When the loss or gradient turns non-finite
     the update is skipped and training stops: ``history.stopped == "non-finite"``
-    (``on_nonfinite="raise"`` raises ``NonFiniteError`` instead).
+    (``on_nonfinite="raise"`` raises ``NonFiniteError`` instead). With ``trace_every=N`` the
+    telemetry of steps 1, N, 2N, ... goes to ``history.telemetry`` and to the callbacks'
+    ``on_trace`` (see the module's docstring).
     """
     c = (config or TrainConfig()).replace(**overrides) if overrides else \
         (config or TrainConfig()).check()
@@ -375,6 +441,11 @@ def fit(model: nn.Module | Callable[[], nn.Module], task, config: TrainConfig | 
         model = model()  # built after seeding
     history = History(init_fingerprint=fingerprint(model), model=model)
     trainer = Trainer(model, task, c, device)
+    if c.trace_every:
+        tracer = TraceEvery(c.trace_every, callbacks)
+        history.telemetry = tracer.records
+        callbacks = [tracer, *callbacks]
+    trainer.around_step = [cb.around_step for cb in callbacks if hasattr(cb, "around_step")]
     elapsed = 0.0
     if resume is not None:
         trainer.load_state_dict(resume)
