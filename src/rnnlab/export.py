@@ -30,33 +30,18 @@ from torch import nn
 
 from . import files
 from .errors import UserError
+from .interop import convert
 from .layers import RNNBase
 from .models import Classifier, LanguageModel, Regressor
 
 FORMATS = ("torchscript", "onnx")
 TOLERANCE = 1e-4
-_TORCH = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
 
 
 def torch_layers(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (eval mode) whose rnnlab recurrent layers are ``torch.nn`` ones
-    holding the same weights."""
-    model = copy.deepcopy(model).eval()
-    for name, mod in list(model.named_modules()):
-        if not isinstance(mod, RNNBase):
-            continue
-        kw = dict(input_size=mod.input_size, hidden_size=mod.hidden_size,
-                  num_layers=mod.num_layers, bias=mod.bias, batch_first=mod.batch_first,
-                  dropout=mod.dropout, bidirectional=mod.bidirectional)
-        if mod.mode == "RNN":
-            kw["nonlinearity"] = mod.nonlinearity
-        w = next(mod.parameters())
-        new = _TORCH[mod.mode](**kw, device=w.device, dtype=w.dtype).eval()
-        new.load_state_dict(mod.state_dict())
-        new.num_directions = 2 if mod.bidirectional else 1  # what rnnlab's models read
-        parent, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, attr, new)
-    return model
+    holding the same weights (``rnnlab.convert``)."""
+    return convert(copy.deepcopy(model).eval(), to="torch")
 
 
 class Logits(nn.Module):

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 
 import torch
 from torch import Tensor, nn
 
 from .cells import make_step
-from .stack import layer_weights, run_layer
+from .stack import check_dropout, layer_weights, run_layer
 
 _N_CHUNKS = {"RNN": 1, "LSTM": 4, "GRU": 3}
 _BACKENDS = ("auto", "engine", "fused")
@@ -114,14 +113,7 @@ class RNNBase(_InitMixin, nn.Module):
                  backend: str = "auto"):
         super().__init__()
         # torch's checks, in torch's order, with its exception types and messages
-        if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Number)
-                or not 0 <= dropout <= 1):
-            raise ValueError("dropout should be a number in range [0, 1] representing the "
-                             f"probability of an element being zeroed, got {dropout!r}")
-        if dropout > 0 and num_layers == 1:
-            warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
-                          "non-zero dropout expects num_layers greater than 1, but got "
-                          f"dropout={dropout} and num_layers={num_layers}", stacklevel=3)
+        check_dropout(dropout, num_layers)
         _check_bool("bias", bias)
         _check_bool("batch_first", batch_first)
         _check_int("input_size", input_size)

@@ -310,7 +310,7 @@ class _Encoder(_Model):
         if self.pooling == "mean":
             n = (torch.full((B,), T) if lengths is None else lengths).to(out.device, out.dtype)
             return out.sum(1) / n[:, None]  # Σ_valid y_t / len (padding outputs are zero)
-        D, H = rnn.num_directions, rnn.hidden_size
+        D, H = (2 if rnn.bidirectional else 1), rnn.hidden_size  # torch.nn's layers too
         if not getattr(rnn, "state_is_output", True):  # the LRU: its state is not its output
             n = torch.full((B,), T) if lengths is None else lengths
             fwd = out[torch.arange(B), n.to(out.device) - 1, :H]  # y→ at each row's last step

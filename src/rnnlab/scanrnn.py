@@ -33,9 +33,6 @@ the scan, and the gates), ``_recur`` (one sequential step) and ``_readout`` (out
 
 from __future__ import annotations
 
-import numbers
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,7 +40,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .layers import _check_int
 from .scan import linear_scan, log_linear_scan
-from .stack import _packed_to_padded, check_input, time_major
+from .stack import _packed_to_padded, check_dropout, check_input, time_major
 
 SCANS = ("parallel", "sequential")
 
@@ -69,14 +66,7 @@ class ScanRNNBase(nn.Module):
         _check_int("num_layers", num_layers)
         if state_size is not None:
             _check_int("state_size", state_size)
-        if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Number)
-                or not 0 <= dropout <= 1):
-            raise ValueError("dropout should be a number in range [0, 1] representing the "
-                             f"probability of an element being zeroed, got {dropout!r}")
-        if dropout > 0 and num_layers == 1:
-            warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
-                          "non-zero dropout expects num_layers greater than 1, but got "
-                          f"dropout={dropout} and num_layers={num_layers}", stacklevel=3)
+        check_dropout(dropout, num_layers)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.state_size = hidden_size if state_size is None else state_size
         self.bias, self.batch_first = bias, batch_first

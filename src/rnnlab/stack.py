@@ -15,6 +15,9 @@ for ``rnnlab.trace``, torch.nn's own modules on the engine with their own Parame
 
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor
@@ -179,6 +182,18 @@ def _initial_state(m, hx, x, B, batched, sorted_idx):
             s = s.index_select(1, sorted_idx)
         out.append(s)
     return out[0], (out[1] if lstm else None)
+
+
+def check_dropout(dropout, num_layers: int) -> None:
+    """torch's check and warning for ``dropout`` (between layers)."""
+    if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Number)
+            or not 0 <= dropout <= 1):
+        raise ValueError("dropout should be a number in range [0, 1] representing the "
+                         f"probability of an element being zeroed, got {dropout!r}")
+    if dropout > 0 and num_layers == 1:
+        warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
+                      "non-zero dropout expects num_layers greater than 1, but got "
+                      f"dropout={dropout} and num_layers={num_layers}", stacklevel=4)
 
 
 def time_major(input, batch_first: bool, name: str) -> tuple[Tensor, bool]:
