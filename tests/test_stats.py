@@ -107,3 +107,12 @@ def test_every_verdict_but_holds_has_a_reason_and_budget_overrides():
     assert {"id", "statement", "source", "criterion", "expected", "measured", "verdict",
             "why"} <= set(d)
     assert {"mean", "interval", "per_seed"} <= set(d["measured"])
+
+
+def test_how_many_seeds_would_decide_a_rate():
+    n = stats.rates_to_resolve(8, 8, 6, 8)          # 8/8 vs 6/8: not yet separated at 8
+    assert n is not None and n > 8
+    assert stats.newcombe(n, n, round(0.75 * n), n)[1] > 0
+    assert stats.newcombe(n - 1, n - 1, round(0.75 * (n - 1)), n - 1)[1] <= 0
+    assert stats.rates_to_resolve(3, 3, threshold=0.5) == 4    # Wilson(4/4) = [0.51, 1]
+    assert stats.rates_to_resolve(1, 2, threshold=0.5) is None  # sits on the threshold

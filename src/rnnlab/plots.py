@@ -172,7 +172,7 @@ _REFS = [("black", "--"), ("tab:brown", "-."), ("tab:olive", ":"), ("dimgray", (
 
 def _color(name: str):
     name = str(name).lower()
-    if name.startswith("bi"):
+    if name.startswith("bilstm"):
         return _STYLE["bilstm"]
     return next((c for k, c in _STYLE.items() if name.startswith(k)), None)
 

@@ -135,14 +135,16 @@ def load_studies(root: Path, order: Sequence[str] = ()) -> list[dict]:
     studies = []
     for d in _study_dirs(root, order):
         doc = _read(d / "results.json")
-        claims = []
+        claims, seen = [], {(doc.get("intro") or {}).get("quote")}
         for c in doc.get("claims", []):
             m, crit = c.get("measured") or {}, c.get("criterion") or {}
             claims.append({**c, "css": CSS.get(c.get("verdict"), "na"),
+                           "show_quote": c.get("quote") not in seen,  # each quote once
                            "measured_s": measured_text(m), "svg": strip_svg(m, crit),
                            "per_seed_s": ", ".join(f"{s}: {fmt(v)}" for s, v in
                                                    zip(m.get("seeds", []),
                                                        m.get("per_seed", []), strict=False))})
+            seen.add(c.get("quote"))
         figures = [{"caption": f.get("caption", ""), "uri": _data_uri(d / f["path"]),
                     "name": Path(f["path"]).stem} for f in doc.get("figures", [])]
         tables = [{"title": t.get("title", ""), "columns": t.get("columns", []),

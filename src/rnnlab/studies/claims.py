@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .stats import seeds_to_resolve
+from .stats import rates_to_resolve, seeds_to_resolve
 
 HOLDS, FAILS, OPEN = "holds", "does not hold", "inconclusive"
 VERDICTS = (HOLDS, FAILS, OPEN)
@@ -138,10 +138,17 @@ def judge(c: Criterion, m: dict) -> tuple[str, str]:
 
 def _need(m: dict, threshold: float) -> str:
     vals = [v for v in m.get("per_seed", []) if v is not None]
-    if m.get("method", "").startswith("rate") or m.get("method", "").startswith("difference"):
-        return ""
+    method = m.get("method", "")
+    if method.startswith("rate") or method.startswith("difference"):
+        k, n = m.get("k"), m.get("n", 0)
+        need = (rates_to_resolve(k, n, threshold=threshold) if method.startswith("rate")
+                else rates_to_resolve(k[0], n, k[1], n, threshold=threshold))
+        return (f"; about {need} seeds per arm would decide it if the rates stayed as measured"
+                if need else "")
     k = seeds_to_resolve(vals, threshold, log=m.get("scale") == "log"
                          and all(v > 0 for v in vals))
+    if k and k > 200:
+        return "; the mean sits almost on it, so more seeds alone would hardly decide it"
     return f"; about {k} seeds would decide it if the spread stays as measured" if k else ""
 
 

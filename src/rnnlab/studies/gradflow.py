@@ -76,7 +76,7 @@ def plan(profile: str, seeds: list[int]):
                    full=[5, 10, 20, 50, 100, 200, 500])
     B = pick(profile, quick=8, default=32, full=128)
     T_stack = pick(profile, quick=20, default=50, full=100)
-    cost = {a: (0.6 if profile == "quick" else 2.0) for a in ARMS}
+    cost = {a: pick(profile, quick=0.6, default=2.0, full=18.0) for a in ARMS}  # CPU s
     return specs(NAME, profile, seeds, {a: {"model": m, "setting": s, "lengths": lengths,
                                             "B": B, "T_stack": T_stack}
                                         for a, (m, s) in ARMS.items()}, cost)

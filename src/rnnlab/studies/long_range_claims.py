@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from .. import plots
-from .claims import above, below, brief, claim, source
+from .claims import HOLDS, above, below, brief, claim, judge, source
 from .common import Runs, Summary, table
 from .stats import measurement
 
 MARGIN = 0.9  # "beats the baseline": final validation loss < 0.9 × baseline
-PUBLISHED_STEPS = 3000  # "a few thousand steps" for an LSTM on adding at T = 100
+# steps below which a failure to learn is the budget's, not the model's: adding at T = 100 takes
+# an LSTM "a few thousand steps" (Hochreiter & Schmidhuber 1997); copy memory is slower still
+DECISIVE = {"adding": 3000, "copy": 4000}
+CLAIM_T = {"adding": 100, "copy": 30}  # the lengths the claims are judged at (when run)
 ESS = source("essentials", "§2.2 What Vanishing Gradients Mean in Practice",
              "Hochreiter & Schmidhuber 1997; Arjovsky, Shah & Bengio 2016")
 S31 = source("seq2seq", "§3, the vanishing-gradient discussion and key takeaways",
@@ -33,38 +36,39 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
                          "to 20 time steps.")):
         if not Ts:
             continue
-        T = Ts[-1]
+        T = CLAIM_T[kind] if CLAIM_T[kind] in Ts else Ts[-1]
         lstm, rnn = f"{kind}-T{T}-lstm", f"{kind}-T{T}-rnn"
         first = runs.first(lstm) or runs.first(rnn) or {}
-        base = first.get("baseline")
+        base = first.get("baseline") or 0.0
         steps = first.get("curve", {}).get("step", [0])[-1] if first else 0
-        lstm_final = [x for x in v(lstm, "final") if x is not None]
-        learned = [x < MARGIN * base for x in lstm_final] if base else []
         unit = "val MSE" if kind == "adding" else "val loss (nats)"
-        stalled = bool(learned) and not any(learned)
-        short = kind == "adding" and steps < PUBLISHED_STEPS
+        crit = below(MARGIN * base, f"final {unit} (geometric mean) < {MARGIN:g} × baseline "
+                                    f"{base:.3g}")
+        m_lstm = measurement(v(lstm, "final"), seeds, scale="log", unit=unit)
+        learned = judge(crit, m_lstm)[0] == HOLDS
+        short = steps < DECISIVE[kind]
         claims.append(claim(
             f"{kind}_lstm_learns", f"The LSTM beats the memoryless baseline on {kind} at T = "
-            f"{T} within {steps} steps ({unit} < {MARGIN:g} × {base}).",
-            quote, ESS if kind == "adding" else S31,
-            below(MARGIN * base if base else 0, f"final {unit} (geometric mean) < {MARGIN:g} × "
-                  f"baseline {base}"), "well below the baseline (published: solved in a few "
-                                       "thousand steps)" if kind == "adding" else "below",
-            measurement(v(lstm, "final"), seeds, scale="log", unit=unit), arms=(lstm,),
-            undecided=(f"the LSTM is still at the baseline after {steps} steps on every seed, "
-                       f"fewer than the few thousand the published result needs: not decided "
-                       f"at this budget (the full profile trains up to 5000 steps at T = 100)"
-                       ) if stalled and short else None))
+            f"{T} within {steps} steps ({unit} < {MARGIN:g} × {base:.3g}).",
+            quote, ESS if kind == "adding" else S31, crit,
+            "well below the baseline (published: solved in a few thousand steps)"
+            if kind == "adding" else "below the baseline", m_lstm, arms=(lstm,),
+            undecided=(f"the LSTM ends at {brief(m_lstm)} after {steps} steps, not clearly "
+                       f"below {MARGIN * base:.3g}; {steps} steps are fewer than the "
+                       f"{DECISIVE[kind]} this task is known to need, so this budget cannot "
+                       "decide (the full profile trains longer)") if short and not learned
+            else None))
         claims.append(claim(
             f"{kind}_rnn_at_baseline", f"The tanh RNN stays at the {kind} baseline at T = {T} "
-            f"with the same budget ({unit} ≥ {MARGIN:g} × {base}).", quote,
+            f"with the same budget ({unit} ≥ {MARGIN:g} × {base:.3g}).", quote,
             ESS if kind == "adding" else S31,
-            above(MARGIN * base if base else 0, f"final {unit} (geometric mean) ≥ {MARGIN:g} × "
-                  f"baseline {base}"), "at the baseline",
+            above(MARGIN * base, f"final {unit} (geometric mean) ≥ {MARGIN:g} × baseline "
+                                 f"{base:.3g}"), "at the baseline",
             measurement(v(rnn, "final"), seeds, scale="log", unit=unit), arms=(rnn, lstm),
-            undecided=(f"the positive control failed: the LSTM did not learn {kind} at T = {T} "
-                       "at this budget either, so the RNN's failure says nothing about "
-                       "memory") if stalled else None))
+            undecided=None if learned else (
+                f"the positive control has not learned: the LSTM ends at {brief(m_lstm)} on "
+                f"{kind} at T = {T} at this budget, so the RNN's staying at the baseline says "
+                "nothing about memory")))
     if Ta:
         diff = []
         for s in seeds:
@@ -97,6 +101,7 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
             REVIEW_QUOTE, REVIEW, above(0.1, f"mean over seeds of acc({short}) − acc({long_}) "
                                              "> 0.10"), "89 % → 61 % (−28 points)",
             measurement(drop, seeds, unit="accuracy points"), arms=("review-rnn",),
+            why=_latched(acc("rnn", long_), long_),
             undecided=(f"the RNN did not learn even the short reviews at this budget (accuracy "
                        f"≤ {max(rnn_short):.2f} at {short} tokens), so a drop cannot be "
                        "measured") if rnn_short and max(rnn_short) < 0.7 else None))
@@ -107,7 +112,7 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
             f"reviews ({long_} tokens), the cue at a random position.", REVIEW_QUOTE, REVIEW,
             above(0, f"mean over seeds of bi-LSTM − RNN accuracy at {long_} tokens > 0"),
             "61 % → 84 % (+23 points)", measurement(gain, seeds, unit="accuracy points"),
-            arms=("review-bilstm", "review-rnn"),
+            arms=("review-bilstm", "review-rnn"), why=_latched(acc("rnn", long_), long_),
             undecided=("neither model learned the short reviews at this budget" if lstm_short
                        and max(lstm_short + rnn_short) < 0.7 else None),
             literal={"reading": "with the cue in the first tokens (the earlier version of this "
@@ -129,6 +134,17 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
                     "pooling, i.e. the final state of each direction."],
                    {"adding_T": Ta, "copy_T": Tc, "review_lengths": L, "margin": MARGIN,
                     "optimizer": "adam", "lr": 5e-3, "batch_size": 32, "clip": 1.0})
+
+
+def _latched(accs, n) -> str | None:
+    """The reason when the RNN keeps the cue to the end: it has nothing to lose or recover."""
+    vals = [a for a in accs if a is not None]
+    if vals and min(vals) >= 0.95:
+        return (f"the vanilla RNN already scores {min(vals):.2f}"
+                f"{' or more' if min(vals) < 1 else ''} at {n} tokens on every seed: it keeps "
+                "the one marked cue to the end of the review (a single stored bit can be held in "
+                "a saturated state), so there is no drop to measure or to recover")
+    return None
 
 
 def _figures(runs: Runs, Ta, Tc, L, seeds):
@@ -159,7 +175,8 @@ def _figures(runs: Runs, Ta, Tc, L, seeds):
             ok = list(runs.ok(f"review-{m}").values())
             if ok:
                 rows = [[o["acc_by_length"][str(n)] for n in L] for o in ok]
-                ms = [measurement([r[i] for r in rows], seeds[:len(rows)]) for i in range(len(L))]
+                ms = [measurement([r[i] for r in rows], seeds[:len(rows)], bounds=(0, 1))
+                      for i in range(len(L))]
                 series[label] = {"x": L, "y": [x["mean"] for x in ms], "runs": rows,
                                  "lo": [(x["interval"] or [x["mean"]] * 2)[0] for x in ms],
                                  "hi": [(x["interval"] or [x["mean"]] * 2)[1] for x in ms]}
@@ -197,5 +214,6 @@ def _tables(runs: Runs, Ta, Tc, L, seeds):
                          ["model", *[f"{n} tokens" for n in L]],
                          [[m, *[brief(measurement(runs.values(
                              f"review-{m}", lambda r, n=n: r["acc_by_length"][str(n)], seeds),
-                             seeds)) for n in L]] for m in ("rnn", "lstm", "bilstm")]))
+                             seeds, bounds=(0, 1))) for n in L]]
+                          for m in ("rnn", "lstm", "bilstm")]))
     return out

@@ -16,7 +16,8 @@ instead of one large one. Measured per seed (a seed is one repetition on fresh i
    nn.Linear(256, 256) on (32, 512, 256); time, FLOPs and time per FLOP;
 2. forward + backward of one LSTM layer, one causal single-head self-attention layer and one
    feed-forward layer (Linear + tanh), width 64, batch 8, for growing T: log-log slopes (1:
-   linear, 2: quadratic). Every time is the fastest of several repeats after a warm-up.
+   linear, 2: quadratic). Every time is the CPU time of the fastest of several repeats after a
+   warm-up (one thread: the call's own cost, whatever else the machine runs).
 """
 
 from __future__ import annotations
@@ -82,13 +83,15 @@ class _FeedForward(nn.Module):
 
 def fastest(fn, repeats: int, budget_s: float = 0.3) -> float:
     """The fastest of ≥ ``repeats`` timed calls after one warm-up (more, up to 30, while their
-    total stays under ``budget_s``): the least disturbed by other work on the machine."""
+    total stays under ``budget_s``), each timed by the CPU clock of this process: with one
+    torch thread that is the call's own cost, which other processes sharing the core cannot
+    inflate (a wall clock on a busy machine counts their turns too)."""
     fn()
     runs = []
     for _ in range(30):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        runs.append(time.perf_counter() - t0)
+        runs.append(time.process_time() - t0)
         if len(runs) >= repeats and sum(runs) > budget_s:
             break
     return min(runs)
@@ -109,7 +112,8 @@ def plan(profile: str, seeds: list[int]):
                            full=[16, 32, 64, 128, 256, 512, 1024, 2048, 4096]),
            "d": pick(profile, quick=32, default=64), "B": pick(profile, quick=4, default=8),
            "repeats": pick(profile, quick=2, default=3, full=5)}
-    return specs(NAME, profile, seeds, {"timing": cfg}, 0.8 if profile == "quick" else 12)
+    return specs(NAME, profile, seeds, {"timing": cfg},
+                 pick(profile, quick=0.8, default=12, full=45))  # CPU s per run
 
 
 def run_one(spec) -> dict:

@@ -107,8 +107,9 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
                                                  "LSTM GFLOP/s", "Linear GFLOP/s"], rows),
         table("Forward + backward seconds (geometric mean [95 % interval] over seeds)",
               ["T", "lstm", "attention", "feedforward"], tl)],
-        ["Each run: one torch thread; a time is the fastest of ≥ 3 calls after a warm-up, so "
-         "the load of the machine shows less. Seeds repeat the whole measurement on fresh "
+        ["Each run: one torch thread; a time is the CPU time of the fastest of ≥ 3 calls after a "
+         "warm-up (with one thread, the call's own cost: other processes on the machine do not "
+         "inflate it as they inflate wall time). Seeds repeat the whole measurement on fresh "
          "inputs and weights.",
          "FLOPs: LSTM 2·8·d² per position (four gates, input and recurrent products), Linear "
          "2·d² per position; elementwise work is left out.",

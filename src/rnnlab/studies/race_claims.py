@@ -94,7 +94,7 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
         claim("rnn_below_90", f"The vanilla RNN stays below {TARGET:.0%} dependency accuracy "
               "(notes: 'did not converge', 28 %).", TABLE, SRC,
               below(TARGET, f"final dependency accuracy < {TARGET:.0%}"), "≈ 28 %",
-              measurement(v("rnn", "final_dep_acc"), seeds), arms=("rnn",)),
+              measurement(v("rnn", "final_dep_acc"), seeds, bounds=(0, 1)), arms=("rnn",)),
     ]
     for kind, word in (("tense", "tense (verb group → adverb, 3 choices)"),
                        ("agreement", "agreement (subject → possessive, 7 choices, the longer "
@@ -102,11 +102,11 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
         claims.append(claim(
             f"lstm_reaches_90_{kind}", f"The LSTM reaches {TARGET:.0%} on the {word}.",
             TABLE, SRC, above(TARGET, f"final {kind} accuracy > {TARGET:.0%}"), "92 %",
-            measurement(v("lstm", f"final_{kind}"), seeds), arms=("lstm",),
+            measurement(v("lstm", f"final_{kind}"), seeds, bounds=(0, 1)), arms=("lstm",),
             literal={"reading": "the LSTM reaches 90 % (one accuracy over all dependent "
                                 "tokens)",
                      "measured": "overall dependency accuracy " + brief(measurement(
-                         v("lstm", "final_dep_acc"), seeds)),
+                         v("lstm", "final_dep_acc"), seeds, bounds=(0, 1))),
                      "explanation": "the overall figure averages two dependencies of different "
                                     "difficulty; one can be solved while the other sits at "
                                     "chance (1/3 tense, 1/7 agreement)"}))
@@ -116,7 +116,7 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
         "attention_higher_final", "Attention ends at a higher dependency accuracy than the LSTM "
         "(notes: 96 % vs 92 %).", TABLE, SRC,
         above(0, "mean over seeds of attention − LSTM final dependency accuracy > 0"),
-        "+4 points", measurement(diff, seeds, unit="accuracy points"),
+        "+4 points", measurement(diff, seeds, unit="accuracy points", bounds=(-1, 1)),
         arms=("attention", "lstm")))
     far = str(any_run.get("by_distance") and list(any_run["by_distance"])[-1])
     gap = []
@@ -130,7 +130,7 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
         "four, by more than 2 points.", "The §A13 sequences are short (T ≤ 10) so vanishing is "
         "survivable but already noticeable.", source("side", "Model 1 — Vanilla RNN"),
         above(0.02, "mean over seeds of (lowest other model − RNN) dependency accuracy > 0.02"),
-        "RNN lowest", measurement(gap, seeds, unit="accuracy points"),
+        "RNN lowest", measurement(gap, seeds, unit="accuracy points", bounds=(-1, 1)),
         arms=MODELS))
     for fb in ("1", "3"):
         d = [a - b if a is not None and b is not None else None for a, b in zip(
@@ -142,7 +142,7 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
             "biasing toward remembering.", source("essentials", "Exercise 3",
                                                    "Jozefowicz et al. 2015"),
             above(0, "mean over seeds of (bias − no bias) final agreement accuracy > 0"),
-            "higher", measurement(d, seeds, unit="accuracy points"),
+            "higher", measurement(d, seeds, unit="accuracy points", bounds=(-1, 1)),
             arms=(f"lstm-fb{fb}", "lstm"), kind="finding",
             note="final agreement accuracy with bias " + fb + ": " + brief(measurement(
                 v(f"lstm-fb{fb}", "final_agreement"), seeds)) + "; without: " + brief(
@@ -187,7 +187,7 @@ def _figures(view, seeds, far, steps):
     groups, summ = {}, {}
     for m in MODELS:
         groups[m] = {s: r["final_dep_acc"] for s, r in view[m].items()}
-        ms = measurement(list(groups[m].values()), list(groups[m]))
+        ms = measurement(list(groups[m].values()), list(groups[m]), bounds=(0, 1))
         summ[m] = (ms["mean"], *(ms["interval"] or [None, None]))
     fig2 = plots.plot_paired(groups, title="Final dependency accuracy per seed",
                              ylabel="dependency accuracy", hline={"90 % target": TARGET},
@@ -220,7 +220,7 @@ def _tables(view, seeds, runs, profile):
             Fs = list(r0["by_distance"])
             far_rows.append([m, *[brief(measurement(
                 [view[m][s]["by_distance"][F]["dep"] if s in view[m] else None for s in seeds],
-                seeds)) for F in Fs]])
+                seeds, bounds=(0, 1))) for F in Fs]])
     if far_rows:
         out.append(table("Dependency accuracy by filler length F (mean [95 % interval])",
                          ["model", *[f"F={F}" for F in Fs]], far_rows))

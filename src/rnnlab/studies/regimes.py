@@ -68,10 +68,9 @@ def plan(profile: str, seeds: list[int]):
             arms[f"sgd-r{r:g}-{'clip' if clip else 'noclip'}"] = {
                 "kind": "sgd", "r": r, "clip": clip, "T": 20, "steps": steps, "lr": 0.1,
                 "batch": 32}
-    quick = profile == "quick"
-    cost = {a: (0.3 if quick else 0.8) if s["kind"] == "grad" else
-            (0.4 if quick else (0.3 if s["r"] > 1 and not s["clip"] else 2.5))
-            for a, s in arms.items()}
+    grad = pick(profile, quick=0.3, default=0.8, full=3.0)  # CPU s per run
+    cost = {a: grad if s["kind"] == "grad" else 0.3 if s["r"] > 1 and not s["clip"]
+            else 0.4 if profile == "quick" else s["steps"] * 0.0017 for a, s in arms.items()}
     return specs(NAME, profile, seeds, arms, cost)
 
 

@@ -170,6 +170,23 @@ def seeds_to_resolve(xs: Sequence[float], threshold: float, log: bool = False) -
     return max(len(vals) + 1, math.ceil((Z95 * sd / gap) ** 2) + 1)
 
 
+def rates_to_resolve(k1: int, n1: int, k2: int | None = None, n2: int | None = None,
+                     threshold: float = 0.0, limit: int = 1000) -> int | None:
+    """The smallest number of trials per arm whose interval would clear ``threshold`` if the
+    rates stayed as measured: Wilson's for one rate (k1/n1), Newcombe's for the difference
+    k1/n1 − k2/n2 (None beyond ``limit``)."""
+    p1 = k1 / n1 if n1 else 0.0
+    p2 = (k2 / n2 if n2 else 0.0) if k2 is not None else None
+    for n in range(max(n1, 2), limit + 1):
+        if p2 is None:
+            _, lo, hi = wilson(round(p1 * n), n)
+        else:
+            _, lo, hi = newcombe(round(p1 * n), n, round(p2 * n), n)
+        if lo > threshold or hi < threshold:
+            return n
+    return None
+
+
 # ---- fits over lengths ------------------------------------------------------------------
 
 def slope(points) -> float | None:
@@ -204,10 +221,11 @@ def _clean(v, digits: int = 4):
 
 
 def measurement(per_seed: Sequence[float | None], seeds: Sequence[int], *, scale: str = "linear",
-                unit: str = "", digits: int = 4) -> dict:
+                unit: str = "", digits: int = 4, bounds: tuple | None = None) -> dict:
     """A mean with its 95 % interval over seeds. ``scale="log"``: geometric mean and interval
     (for ratios over decades); values that are None (a failed or undefined measurement) are
-    left out of the statistics but kept in ``per_seed``."""
+    left out of the statistics but kept in ``per_seed``. ``bounds``: the range the quantity
+    cannot leave (an accuracy: (0, 1)); the interval is clipped to it."""
     pairs = [(s, v) for s, v in zip(seeds, per_seed, strict=True)
              if v is not None and math.isfinite(v)]
     vals = [v for _, v in pairs]
@@ -220,6 +238,9 @@ def measurement(per_seed: Sequence[float | None], seeds: Sequence[int], *, scale
     else:
         m, lo, hi = t_interval(vals) if vals else (None, None, None)
         method = "mean, t-interval"
+    if bounds is not None and lo is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+        method += f", clipped to [{bounds[0]:g}, {bounds[1]:g}]"
     return {"mean": _clean(m, digits), "interval": None if lo is None else
             [_clean(lo, digits), _clean(hi, digits)],
             "per_seed": [_clean(v, digits) for v in per_seed], "seeds": list(seeds),
