@@ -16,7 +16,12 @@ thread each); with ``workers=1`` it runs them one after another in this process.
 deterministic and share nothing, so the results are identical whatever the number of workers
 (only the timing fields differ). Another backend (a cluster) registers itself with
 ``register(name, factory)``, ``factory(workers=..., **options) -> Executor``; nothing in the
-studies changes.
+studies changes. ``rnnlab study --executor`` offers ``names()``, so a backend whose factory is
+registered here (importing its heavy library only when called) appears on the command line.
+
+The contract a backend relies on: a spec is plain data (it pickles and turns into JSON); a
+result is a JSON-able dict that depends on the spec alone, except its timing fields, whose
+names end in ``_s``; ``execute`` never raises for an error inside a run.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import math
 
 from .. import plots
 from .claims import above, brief, claim, source, within
-from .common import Runs, Summary, table
+from .common import Runs, Summary, sig, table
 from .stats import log_interval, loglog_slope, measurement
 
 S7 = source("seq2seq", "§7 Sequential Computation: The Parallelism Problem (Code Fragment 3.1.4)",
@@ -19,7 +19,15 @@ ONE_THREAD = ("one CPU thread executes one operation at a time, so no layer runs
               "here: the ratio measures arithmetic and how efficiently it is done")
 
 
+def _derive(r: dict) -> dict:
+    """The time ratio and GFLOP/s of the notes' configuration, from a run's raw times."""
+    t_lstm, t_lin = r["lstm_forward_s"], r["linear_forward_s"]
+    return {**r, "ratio": t_lstm / t_lin, "lstm_gflops": r["flops"]["lstm"] / t_lstm / 1e9,
+            "linear_gflops": r["flops"]["linear"] / t_lin / 1e9}
+
+
 def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
+    runs = Runs([_derive(r) if r.get("status") == "ok" else r for r in runs.all])
     ok = runs.ok("timing")
     v = lambda key: runs.values("timing", key, seeds)
     first = next(iter(ok.values()), {})
@@ -95,8 +103,8 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
                         "after another); attention bends up towards '∝ T²' at long T; the "
                         "feed-forward layer is cheapest throughout. One thread: these are "
                         "costs of work, not of parallelism."))
-    rows = [[s, r["lstm_forward_s"], r["linear_forward_s"], r["ratio"], r["lstm_gflops"],
-             r["linear_gflops"]] for s, r in ok.items()]
+    rows = [[s, r["lstm_forward_s"], r["linear_forward_s"], sig(r["ratio"], 3),
+             sig(r["lstm_gflops"], 3), sig(r["linear_gflops"], 3)] for s, r in ok.items()]
     tl = [[T, *[brief(measurement([r["fwd_bwd_s"][k][i] for r in ok.values()],
                                   list(ok), scale="log")) for k in ("lstm", "attention",
                                                                      "feedforward")]]
