@@ -146,7 +146,7 @@ def test_seq2seq_targets(mode):
 
 def test_classify_label_is_in_the_prefix_only():
     task = build_task("classify", length=30, min_length=8, num_classes=3, prefix=2,
-                      cues_per_class=2, vocab=10)
+                      cues_per_class=2, vocab=10, position="start")
     assert task.baseline == pytest.approx(math.log(3)) and task.chance_accuracy == 1 / 3
     b = task.batch("train", 600, gen(5))
     assert b.x.shape[0] == 600 and b.y.shape == (600,) and b.mask is None
@@ -183,7 +183,7 @@ def test_classify_label_is_a_function_of_the_prefix_alone():
     over the whole review fails on long reviews: a model must remember what came first."""
     K = 3
     task = build_task("classify", length=100, min_length=100, num_classes=4, prefix=3,
-                      cues_per_class=K, vocab=5)
+                      cues_per_class=K, vocab=5, position="start")
     b = task.batch("val", 2000, gen(3))
     cls = (b.x[:, :3] - 1) // K                                     # class of each prefix token
     assert (cls == cls[:, :1]).all() and torch.equal(cls[:, 0], b.y)
@@ -198,6 +198,60 @@ def test_classify_label_is_a_function_of_the_prefix_alone():
     assert tail_vote.mean(0).sub(tail_vote.mean()).abs().max() < 0.5  # every class's cues appear
     whole_acc = (votes(b.x).argmax(1) == b.y).double().mean()
     assert whole_acc < 0.8                                          # counting does not solve it
+
+
+def test_classify_cue_at_a_random_marked_position():
+    """position="random" (the default): one marker per review at a uniform position, the
+    class's cues right after it, and the marker never appears as a distractor."""
+    task = build_task("classify", length=40, min_length=10, num_classes=3, prefix=2,
+                      cues_per_class=2, vocab=10)
+    assert task.position == "random" and task.mark_id == task.vocab_size - 1
+    b = task.batch("train", 2000, gen(7))
+    starts = []
+    for i in range(2000):
+        n, c = int(b.lengths[i]), int(b.y[i])
+        row = b.x[i, :n]
+        (pos,) = (row == task.mark_id).nonzero(as_tuple=True)
+        assert pos.numel() == 1                                     # exactly one marker
+        p = int(pos)
+        assert p + 2 <= n - 1                                       # cues fit in the review
+        assert ((row[p + 1:p + 3] - 1) // 2 == c).all()             # class c's cues follow it
+        assert (b.x[i, n:] == 0).all()
+        starts.append(p / (n - 3))                                  # relative position in [0, 1]
+    rel = torch.tensor(starts)
+    assert rel.min() == 0 and rel.max() == 1                        # both ends are reached
+    assert abs(rel.mean().item() - 0.5) < 0.03                      # uniform-ish
+
+
+def _end_reader_accuracy(task, batch, k: int, end: str) -> float:
+    """The best guess from the k tokens at one end of each review: the class of a marked cue
+    if the marker and its first cue are there, else class 0 (chance)."""
+    hits = 0
+    for i in range(batch.x.shape[0]):
+        n = int(batch.lengths[i])
+        row = batch.x[i, :n].tolist()
+        window = row[:k] if end == "start" else row[n - k:]
+        guess = 0
+        if task.mark_id is None:                                    # start: cues open it
+            guess = (window[0] - 1) // task.cues_per_class if end == "start" else 0
+        elif task.mark_id in window[:-1]:
+            j = window.index(task.mark_id)
+            guess = (window[j + 1] - 1) // task.cues_per_class
+        hits += guess == int(batch.y[i])
+    return hits / batch.x.shape[0]
+
+
+def test_reading_the_review_backwards_no_longer_solves_it():
+    """The audit's loophole: with the cue at the start, a unidirectional model fed the reversed
+    review (or a bidirectional one's backward final state) sees the cue in its last steps and
+    solves every length. With the cue at a random position neither end holds the answer."""
+    for L in (25, 100):
+        start = build_task("classify", length=L, min_length=L, position="start")
+        rand = build_task("classify", length=L, min_length=L)
+        bs, br = start.batch("val", 1500, gen(2)), rand.batch("val", 1500, gen(2))
+        assert _end_reader_accuracy(start, bs, 5, "start") == 1.0   # the trivial solution
+        for end in ("start", "end"):                                # gone with a random cue
+            assert _end_reader_accuracy(rand, br, 5, end) < 0.5 + 5 / L + 0.05
 
 
 def test_synthetic_tasks_are_deterministic():

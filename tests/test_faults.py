@@ -46,10 +46,11 @@ def cli(*args):
 
 
 def one_error_line(stderr: str, rc: int, *fragments) -> str:
-    """Exit 2 and one line ``error: ...`` (after ``note:`` lines, if any), no traceback."""
+    """Exit 2 and one line ``error: ...``, the last (after ``note:`` and progress lines, if
+    any), no traceback."""
     lines = stderr.strip().splitlines()
     assert rc == 2, (rc, stderr)
-    assert all(x.startswith("note: ") for x in lines[:-1]), stderr
+    assert "Traceback" not in stderr and not any(x.startswith("error: ") for x in lines[:-1])
     assert lines[-1].startswith("error: "), stderr
     for f in fragments:
         assert str(f) in lines[-1], (f, lines[-1])

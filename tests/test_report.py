@@ -1,14 +1,21 @@
-"""report.write_report: one self-contained HTML page, verdicts as measured (never flattering)."""
+"""report.write_report: one self-contained page that reads as evidence; verdicts as measured."""
 
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 from matplotlib.figure import Figure
 
 from rnnlab import report
 from rnnlab.errors import UserError
-from rnnlab.studies.common import Claim, StudyOutput, write_results
+from rnnlab.studies import claims as cl
+from rnnlab.studies.common import Runs, Summary, table
+from rnnlab.studies.runner import write_study
+from rnnlab.studies.stats import measurement
+
+ENV = {"cores": 2, "torch": "x", "python": "3", "platform": "p", "workers": 2,
+       "executor": "local"}
 
 
 def external_refs(html: str) -> list[str]:
@@ -18,58 +25,79 @@ def external_refs(html: str) -> list[str]:
     return [r for r in refs if not (r.startswith("data:") or r.startswith("#"))]
 
 
-def _study(tmp_path, name, claims, with_figure=True):
-    d = tmp_path / name
-    figures = []
-    if with_figure:
-        fig = Figure(figsize=(2, 2))
-        fig.add_subplot().plot([0, 1], [1, 0])
-        (d / "figures").mkdir(parents=True)
-        fig.savefig(d / "figures" / "curve.png", dpi=50)
-        figures = ["figures/curve.png"]
-    so = StudyOutput(name, "quick", 0, {"k": 1}, {"numbers": [1.0, float("nan")]}, claims,
-                     figures, ["a note"])
-    return write_results(d, so, started=0.0)
+def _claim(cid, values, crit, **kw):
+    return cl.claim(cid, f"statement of {cid}", "the notes' words", cl.source("side", "§1",
+                                                                              "A et al."),
+                    crit, "prediction", measurement(values, list(range(len(values)))), **kw)
+
+
+def _study(tmp_path, name, claims, figure=True, profile="default", tables=()):
+    def summarise(runs, prof, seeds):
+        figs = []
+        if figure:
+            fig = Figure(figsize=(2, 2))
+            fig.add_subplot().plot([0, 1], [1, 0])
+            figs.append(("curve", fig, "Look at the slope."))
+        return Summary(claims, figs, list(tables), ["a note"], {"k": 1}, {"x": [1.0]})
+
+    module = SimpleNamespace(INTRO={"title": f"Title {name}", "question": "Q?", "quote": "Q",
+                                    "source": cl.source("side", "§2"), "method": "M"},
+                             summarise=summarise)
+    runs = [{"study": name, "arm": "a", "seed": s, "status": "ok", "init_fingerprint": "ab",
+             "wall_s": 1.0, "cpu_s": 0.5} for s in (0, 1, 2)]
+    return write_study(name, module, runs, profile, [0, 1, 2], tmp_path / name, ENV)
 
 
 def _row(html: str, claim_id: str) -> str:
     rows = re.findall(r"<tr>.*?</tr>", html, flags=re.S)
-    return next(r for r in rows if f"<td>{claim_id}</td>" in r)
+    return next(r for r in rows if f">{claim_id}</a>" in r)
 
 
-def test_verdicts_render_as_measured(tmp_path):
+def test_three_verdicts_render_as_measured_with_their_reasons(tmp_path):
     _study(tmp_path, "alpha", [
-        Claim("good", "a claim that holds", 1.0, 1.01, True),
-        Claim("bad", "a claim that does not hold", "ratio ~ 1", 0.005, False),
-        Claim("unknown", "a claim that could not be judged", 1.0, None, None),
+        _claim("good", [0.95, 0.96, 0.97], cl.above(0.9)),
+        _claim("bad", [0.5, 0.6, 0.55], cl.above(0.9)),
+        _claim("open", [0.8, 0.95, 1.05], cl.above(0.9)),
     ])
-    path = report.write_report(tmp_path)
-    assert path == tmp_path / "report.html"
-    html = path.read_text()
-    assert 'class="fail">does not hold' in _row(html, "bad")
-    assert "0.005" in _row(html, "bad")
-    assert 'class="ok">holds' in _row(html, "good")
-    assert "not judged" in _row(html, "unknown")
-    # the summary counts one of each
-    assert "1 hold</span>" in html and "1 do not hold</span>" in html
-    assert "1 not judged</span>" in html
-
-
-def test_self_contained_with_embedded_figures(tmp_path):
-    _study(tmp_path, "alpha", [Claim("c", "s", 1, 1, True)])
-    _study(tmp_path, "beta", [Claim("d", "s", 1, 2, False)], with_figure=True)
     html = report.write_report(tmp_path).read_text()
+    assert 'class="ok">holds' in _row(html, "good")
+    assert 'class="fail">does not hold' in _row(html, "bad")
+    assert 'class="na">inconclusive' in _row(html, "open")
+    assert "0.55 [" in _row(html, "bad")                     # mean and interval
+    assert "straddles 0.9" in html and "lies entirely at or below" in html
+    assert "1 hold</span>" in html and "1 do not hold</span>" in html
+    assert "1 inconclusive</span>" in html
+    assert "<svg" in html and "per seed: 0: 0.5, 1: 0.6, 2: 0.55" in html
+    assert "verdicts are not meaningful" not in html         # a default-profile page
+
+
+def test_header_quick_warning_and_machine(tmp_path):
+    _study(tmp_path, "alpha", [_claim("c", [1.0, 1.0], cl.above(0.5))], profile="quick")
+    (tmp_path / "session.json").write_text(json.dumps(
+        {"profile": "quick", "environment": ENV, "wall_time_s": 125.0, "cpu_time_s": 200.0,
+         "runs": 3, "failed_runs": 0}))
+    html = report.write_report(tmp_path).read_text()
+    assert "verdicts are not meaningful" in html
+    assert "2 cores" in html and "2 min 05 s wall" in html and "3 min 20 s CPU" in html
+
+
+def test_self_contained_with_captioned_figures(tmp_path):
+    _study(tmp_path, "alpha", [_claim("c", [1.0, 1.0], cl.above(0.5))])
+    _study(tmp_path, "beta", [_claim("d", [1.0, 1.0], cl.above(0.5))])
+    html = report.write_report(tmp_path, order=["beta", "alpha"]).read_text()
     assert external_refs(html) == []
-    assert html.count("data:image/png;base64,") == 2
-    assert 'id="study-alpha"' in html and 'id="study-beta"' in html
+    assert html.count("data:image/png;base64,") == 2 and "Look at the slope." in html
+    assert html.index('id="study-beta"') < html.index('id="study-alpha"')
 
 
-def test_single_study_dir_and_escaping(tmp_path):
-    d = tmp_path / "one"
-    _study(tmp_path, "one", [Claim("x", "<script>alert(1)</script>", "<b>", 1, True)])
-    html = report.write_report(d).read_text()
-    assert "<script>alert" not in html
-    assert "&lt;script&gt;" in html
+def test_escaping_and_literal_reading(tmp_path):
+    c = _claim("x", [1.0, 1.0], cl.above(0.5),
+               literal={"reading": "<script>alert(1)</script>", "measured": "m",
+                        "explanation": "e"})
+    _study(tmp_path, "one", [c])
+    html = report.write_report(tmp_path / "one").read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    assert "Read literally:" in html
 
 
 def test_no_results_is_a_user_error(tmp_path):
@@ -78,32 +106,34 @@ def test_no_results_is_a_user_error(tmp_path):
 
 
 def test_results_json_structure(tmp_path):
-    doc = _study(tmp_path, "alpha", [Claim("c", "s", {"T": 0.5}, {"T": 0.49}, True, "how")])
+    doc = _study(tmp_path, "alpha", [_claim("c", [0.5, None, 0.7, 0.6], cl.above(0.1))])
     on_disk = json.loads((tmp_path / "alpha" / "results.json").read_text())
     assert on_disk == doc
-    assert set(doc) >= {"study", "profile", "seed", "config", "claims", "figures",
-                        "wall_time_s", "numbers"}
-    assert doc["numbers"] == [1.0, None]  # NaN is written as null, never as invalid JSON
+    assert {"study", "profile", "seeds", "intro", "environment", "claims", "counts", "figures",
+            "tables", "runs", "config", "data", "cpu_time_s"} <= set(doc)
     (claim,) = doc["claims"]
-    assert set(claim) >= {"id", "statement", "expected", "measured", "holds"}
-    assert claim["holds"] is True and claim["measured"] == {"T": 0.49}
+    assert claim["measured"]["per_seed"] == [0.5, None, 0.7, 0.6] and claim["measured"]["n"] == 3
+    assert claim["criterion"] == {"text": "> 0.1", "op": ">", "value": 0.1}
+    assert doc["figures"] == [{"path": "figures/curve.png", "caption": "Look at the slope."}]
+    assert doc["counts"] == {"holds": 1, "does not hold": 0, "inconclusive": 0}
 
 
-def test_fmt():
-    assert report.fmt(0.000123456) == "0.000123"
-    assert report.fmt(None) == "—"
-    assert report.fmt({"a": 1.23456}) == '{"a": 1.23}'
-    assert report.fmt(True) == "yes"
+def test_a_study_whose_summary_fails_keeps_its_runs(tmp_path):
+    module = SimpleNamespace(INTRO={}, summarise=lambda runs, p, s: 1 / 0)
+    doc = write_study("broken", module, [{"arm": "a", "seed": 0, "status": "ok"}], "quick",
+                      [0], tmp_path / "broken", ENV)
+    assert doc["runs"] and "ZeroDivisionError" in doc["error"]
+    html = report.write_report(tmp_path).read_text()
+    assert "summary of this study failed" in html
 
 
-def test_tables_render(tmp_path):
-    from rnnlab.studies.common import table
-
-    d = tmp_path / "t"
-    so = StudyOutput("t", "quick", 0, {}, {}, [Claim("c", "s", 1, 1, True)], [], [],
-                     [table("Lab 03", ["model", "steps"], [["rnn", None], ["lstm", 800.0]])])
-    write_results(d, so, started=0.0)
-    html = report.write_report(d).read_text()
+def test_tables_and_fmt(tmp_path):
+    _study(tmp_path, "t", [_claim("c", [1.0, 1.0], cl.above(0.5))], tables=[
+        table("Lab 03", ["model", "steps"], [["rnn", None], ["lstm", 800.0]])])
+    html = report.write_report(tmp_path).read_text()
     assert "<caption>Lab 03</caption>" in html
     assert '<td class="num">rnn</td><td class="num">—</td>' in html
     assert '<td class="num">800</td>' in html
+    assert report.fmt(0.000123456) == "0.000123" and report.fmt(None) == "—"
+    assert report.fmt(True) == "yes" and report.fmt([1.23456, 2]) == "[1.23, 2]"
+    assert Runs([]).seeds() == []

@@ -37,7 +37,8 @@ class Progress:
     """``with Progress(total, "train") as p: ... p.update(done, "loss 1.23")``.
 
     ``start``: units already done before this process (a resumed run): the rate and the ETA
-    count only what this process did. ``unit``: what is counted ("step", "run").
+    count only what this process did. ``unit``: what is counted ("step", "run"). Units of unequal
+size (study runs) pass ``update(done, fraction=work_done / work_total)`` for a fair ETA.
     """
 
     def __init__(self, total: int, description: str = "", *, start: int = 0,
@@ -46,6 +47,7 @@ class Progress:
         self.enabled, self.every, self.unit = enabled, every, unit
         self.terminal = _console.is_terminal
         self.done = start
+        self._fraction: float | None = None
         self._t0 = self._last_line = time.perf_counter()
         self._bar = None
 
@@ -59,6 +61,9 @@ class Progress:
         return n / dt if n > 0 and dt > 0 else None
 
     def eta(self) -> float | None:
+        f = self._fraction
+        if f is not None:  # the caller knows how much of the work is done (units of unequal size)
+            return self.elapsed() * (1 - f) / f if f > 0 else None
         r = self.rate()
         return (self.total - self.done) / r if r else None
 
@@ -83,8 +88,11 @@ class Progress:
                   f"{self.every:g} s)", file=sys.stderr, flush=True)
         return self
 
-    def update(self, done: int, stats: str = "") -> None:
+    def update(self, done: int, stats: str = "", fraction: float | None = None) -> None:
+        """``fraction``: the share of the work done, when units differ in size (the ETA then
+        follows it rather than the count)."""
         self.done = done
+        self._fraction = fraction
         self._stats = stats
         if not self.enabled:
             return

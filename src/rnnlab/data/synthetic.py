@@ -22,13 +22,18 @@
 * reverse / copy for seq2seq: source lengths uniform in [min_len, max_len] over ``vocab`` data
   symbols; ids PAD=0, BOS=1, EOS=2, data 3..vocab+2; target = reversed source (or the source
   itself, mode="copy") then EOS.
-* classify ("the long review"): the label c is set by the first ``prefix`` tokens, drawn from
-  class c's own cue tokens; the rest of the sequence (length uniform in [min_length, length])
-  is drawn uniformly from ALL non-pad tokens — the cue tokens of every class and ``vocab``
-  neutral tokens — independently of c. Later tokens therefore look exactly like cues (a cue of
-  another class may come right after the prefix) yet carry no information about c: the label is
-  a function of the prefix only, and a model must remember what came *first*, not what it saw
-  most. Chance accuracy 1/C, chance loss ln C.
+* classify ("the long review"): the label c is set by ``prefix`` cue tokens drawn from class c's
+  own cues, which follow a marker token MARK; everything else (length uniform in
+  [min_length, length]) is drawn uniformly from ALL non-pad tokens but MARK — the cue tokens of
+  every class and ``vocab`` neutral tokens — independently of c. Later tokens therefore look
+  exactly like cues (a cue of another class may come right after the marked ones) yet carry no
+  information about c: the label is a function of the marked cues only, and a model must notice
+  the marker, store what follows it and keep it to the end. ``position="random"`` (default): the
+  marker sits at a uniformly random position, so the distance from the cue to either end of the
+  review is random and no end of the sequence holds the answer (a model reading the review
+  backwards gains nothing); ``position="start"``: the cues open the review (no marker), the
+  classic setting, where a backward reader finds them in its last steps. Chance accuracy 1/C,
+  chance loss ln C.
 """
 
 from __future__ import annotations
@@ -198,30 +203,39 @@ class ReverseTask(Task):
 
 
 class ClassifyTask(Task):
-    """Many-to-one: the label is in the first ``prefix`` tokens; the rest are distractors.
+    """Many-to-one: the label is in ``prefix`` marked cue tokens; the rest are distractors.
 
-    Distractors are uniform over every non-pad token (cues of all classes included), so they are
-    indistinguishable in kind from cues and independent of the label.
+    Distractors are uniform over every non-pad token but the marker (cues of all classes
+    included), so they are indistinguishable in kind from cues and independent of the label.
     """
 
     name = "classify"
     kind = "classify"
     OPTIONS = {"length": 50, "min_length": None, "num_classes": 2, "prefix": 3,
-               "cues_per_class": 2, "vocab": 20}
+               "cues_per_class": 2, "vocab": 20, "position": "random"}
+    POSITIONS = ("random", "start")
 
     def __init__(self, length: int = 50, min_length: int | None = None, num_classes: int = 2,
-                 prefix: int = 3, cues_per_class: int = 2, vocab: int = 20):
+                 prefix: int = 3, cues_per_class: int = 2, vocab: int = 20,
+                 position: str = "random"):
+        if position not in self.POSITIONS:
+            raise UserError(f"option position must be 'random' or 'start', got {position!r}")
+        self.position = position
         self.prefix = check_int("prefix", prefix, 1)
-        self.length = check_int("length", length, self.prefix + 1)
-        self.min_length = check_int("min_length", self.length // 2 if min_length is None
-                                    else min_length, self.prefix + 1, self.length)
+        lead = 1 if position == "random" else 0            # the marker before the cues
+        self.length = check_int("length", length, self.prefix + lead + 1)
+        shortest = self.prefix + lead + 1  # the cues (and marker) and one token after them
+        self.min_length = check_int("min_length", max(self.length // 2, shortest)
+                                    if min_length is None else min_length, shortest, self.length)
         self.num_classes = check_int("num_classes", num_classes, 2)
         self.cues_per_class = check_int("cues_per_class", cues_per_class, 1)
         self.vocab = check_int("vocab", vocab, 1)
-        # ids: 0 PAD; class c's cue tokens 1 + c·K .. c·K + K; neutral tokens after all cues
+        # ids: 0 PAD; class c's cue tokens 1 + c·K .. c·K + K; neutral tokens after all cues;
+        # then (position="random") the marker MARK, never a distractor
         self.pad_id = 0
         self.first_neutral = 1 + self.num_classes * self.cues_per_class
-        self.vocab_size = self.first_neutral + self.vocab
+        self.mark_id = self.first_neutral + self.vocab if lead else None
+        self.vocab_size = self.first_neutral + self.vocab + lead
         self.num_outputs = self.num_classes
         self.baseline = math.log(self.num_classes)          # chance cross-entropy ln C
         self.chance_accuracy = 1.0 / self.num_classes
@@ -233,9 +247,18 @@ class ClassifyTask(Task):
         y = torch.randint(0, self.num_classes, (B,), generator=generator)
         lengths = torch.randint(self.min_length, self.length + 1, (B,), generator=generator)
         T = int(lengths.max())
-        # after the prefix: x_t ~ U{1, …, V−1} (every cue and neutral token), independent of y
-        x = torch.randint(1, self.vocab_size, (B, T), generator=generator)
+        # distractors x_t ~ U{1, …, first_neutral + vocab − 1} (every cue and neutral token),
+        # independent of y
+        x = torch.randint(1, self.first_neutral + self.vocab, (B, T), generator=generator)
         cues = 1 + y[:, None] * K + torch.randint(0, K, (B, P), generator=generator)
-        x[:, :P] = cues
+        if self.position == "start":
+            x[:, :P] = cues
+        else:  # MARK at p uniform in [0, len − P − 1], the cues right after it
+            u = torch.rand(B, generator=generator)
+            start = (u * (lengths - P).to(u.dtype)).long()      # (B,) in [0, len − P − 1]
+            rows = torch.arange(B)
+            x[rows, start] = self.mark_id
+            for k in range(P):
+                x[rows, start + 1 + k] = cues[:, k]
         x = torch.where(lengths_to_mask(lengths, T), x, torch.zeros_like(x))
         return Batch(x=x, y=y, lengths=lengths)

@@ -1,34 +1,35 @@
-"""``rnnlab study``: every claim of the course notes, measured on this machine.
+"""``rnnlab study``: every claim of the course notes, measured on this machine, as evidence.
 
-Each study is one file (``gradflow.py``, ``regimes.py``, ...) with ``run(profile, seed, out) ->
-dict`` that writes ``out/results.json`` (config, numbers, figures' data and ``claims``: a list of
-``{"id", "statement", "expected", "measured", "holds"}``) and ``out/figures/*.png``.
+Each study is one file (``gradflow.py``, ``regimes.py``, ...): a list of independent runs
+(arm × seed, ``plan``), one pure function per run (``run_one``) and a summary that judges the
+notes' claims over the seeds (``summarise``): a mean with a 95 % interval, the per-seed values and
+one of three verdicts — holds, does not hold, inconclusive (``claims.py``, ``stats.py``). The runs
+go to an executor (``executor.py``: a local pool of worker processes, one torch thread each; other
+backends register themselves) and the results do not depend on the number of workers.
 
     from rnnlab import studies
-    studies.run("gradflow", profile="quick", seed=0, out=Path("runs/gf"))
-    studies.run_all(profile="default", seed=0, out=Path("runs/all"))  # runs/all/NAME/...
+    studies.run("forget-bias", profile="quick", out="runs/fb")            # runs/fb/results.json
+    studies.run_all(profile="default", out="runs/all", workers=2)       # runs/all/NAME/...
 
 The HTML report is ``rnnlab.report.write_report(out, order=studies.names())``: the studies never
 import the report (the command line writes it).
 
-Profiles: ``quick`` (all studies ≤ 2 min on 2 CPU cores; CI), ``default`` (all ≤ 10 min),
-``full`` (publication sizes).
+Profiles: ``quick`` (every study in seconds, 1 seed: the plumbing, not evidence), ``default``
+(≥ 3 seeds per training claim, 8 paired seeds for the forget bias; ≤ 10 min on 2 cores),
+``full`` (the budgets that decide what the default leaves inconclusive). ``seeds=N`` sets the
+number of seeds of every study.
 """
 
 from __future__ import annotations
 
-import importlib
-import time
 from pathlib import Path
-
-import torch
 
 from ..errors import UserError
 from ..runs import new_run_dir
 from .common import PROFILES, log
+from .runner import run_studies
 
-# study name -> module (in the order the report shows them). A study whose dependencies
-# (rnnlab.data / models / train) are missing is not listed here.
+# study name -> module (in the order the report shows them)
 REGISTRY: dict[str, str] = {
     "gradflow": "gradflow",
     "regimes": "regimes",
@@ -45,33 +46,37 @@ def names() -> list[str]:
     return list(REGISTRY)
 
 
-def run(name: str, profile: str = "default", seed: int = 0, out: Path | str | None = None) -> dict:
-    """Run one study; write ``out/results.json`` and ``out/figures``; return the results dict."""
-    if name not in REGISTRY:
-        raise UserError(f"unknown study '{name}'; one of: {', '.join(['all', *REGISTRY])}")
+def _check(names_: list[str], profile: str, seeds: int | None) -> None:
+    for name in names_:
+        if name not in REGISTRY:
+            raise UserError(f"unknown study '{name}'; one of: {', '.join(['all', *REGISTRY])}")
     if profile not in PROFILES:
         raise UserError(f"unknown profile '{profile}'; one of: {', '.join(PROFILES)}")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int)
+                              or seeds < 1):
+        raise UserError(f"--seeds must be an integer ≥ 1, got {seeds!r}")
+
+
+def run(name: str, profile: str = "default", seed: int = 0, out: Path | str | None = None, *,
+        seeds: int | None = None, workers: int | None = None, executor: str = "local") -> dict:
+    """Run one study (seeds ``seed``, ``seed + 1``, ...); write ``out/results.json`` and
+    ``out/figures``; return the results."""
+    _check([name], profile, seeds)
     out = Path(out) if out is not None else new_run_dir(f"study-{name}")
-    out.mkdir(parents=True, exist_ok=True)
-    module = importlib.import_module(f".{REGISTRY[name]}", __name__)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: one thread is faster than two contending ones
-    try:
-        return module.run(profile=profile, seed=seed, out=out)
-    finally:
-        torch.set_num_threads(threads)
+    return run_studies([name], profile, seeds=seeds, first_seed=seed, workers=workers,
+                       executor=executor, out=out, nested=False)[name]
 
 
 def run_all(profile: str = "default", seed: int = 0, out: Path | str | None = None,
-            only: list[str] | None = None) -> dict[str, dict]:
-    """Run every study (or those in ``only``) into ``out/NAME/``."""
+            only: list[str] | None = None, *, seeds: int | None = None,
+            workers: int | None = None, executor: str = "local") -> dict[str, dict]:
+    """Run every study (or those in ``only``) into ``out/NAME/``, all runs on one executor."""
+    chosen = list(only or names())
+    _check(chosen, profile, seeds)
     out = Path(out) if out is not None else new_run_dir("study-all")
-    results = {}
-    for name in only or names():
-        t0 = time.perf_counter()
-        log(f"[bold]study {name}[/bold] ({profile}) ...")
-        results[name] = run(name, profile=profile, seed=seed, out=out / name)
-        claims = results[name].get("claims", [])
-        ok = sum(1 for c in claims if c.get("holds") is True)
-        log(f"  done in {time.perf_counter() - t0:.1f} s: {ok}/{len(claims)} claims hold")
-    return results
+    docs = run_studies(chosen, profile, seeds=seeds, first_seed=seed, workers=workers,
+                       executor=executor, out=out, nested=True)
+    for name, doc in docs.items():
+        c = doc.get("counts", {})
+        log(f"  {name}: " + ", ".join(f"{v} {k}" for k, v in c.items()))
+    return docs

@@ -1,26 +1,36 @@
-"""Shared bits of the studies: profiles, claims, results.json, figures, progress.
+"""Shared bits of the studies: profiles, seeds, the runs of a study, its summary, figures.
 
-Every study is ``run(profile, seed, out) -> dict``; it writes ``out/results.json`` (config,
-numbers, figures' data and ``claims``) and ``out/figures/*.png``. A claim records what the course
-notes say (``statement``, ``expected``), what this machine measured (``measured``) and whether the
-measurement agrees (``holds``) under a criterion stated in the claim itself. A claim that does not
-hold is recorded as not holding: nothing here retries or tunes until it does.
+A study module defines
+
+    NAME, INTRO                          # its name; what the notes say (quoted) and what it does
+    plan(profile, seeds) -> [RunSpec]    # the runs: arm × seed, each with the arm's settings
+    run_one(spec) -> dict                # one run (pure): builds its model from spec.seed,
+                                         # returns "init_fingerprint" and its figures of merit
+    summarise(runs, profile, seeds) -> Summary   # claims, figures, tables, notes, config
+
+and ``rnnlab.studies.runner`` executes the plans (``executor``), judges and writes results.json.
+
+Pairing: the runs of one seed draw the same data (training and validation batches come from
+the seed), and where two arms share an architecture they start from the same weights:
+``init_fingerprint`` hashes the model as built from the seed *before* the arm's own treatment
+(a forget-gate bias, a scale of W_hh or of the inputs), so such arms show the same
+fingerprint within a seed and different ones across seeds. Arms of different architectures
+(RNN vs LSTM) are paired by seed and data only; their fingerprints differ.
 """
 
 from __future__ import annotations
 
 import math
-import platform
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..console import Progress
 from ..console import log as log  # the studies' one status line
-from ..files import jsonable, write_json
+from ..layers import LSTM
+from .claims import Claim
+from .executor import RunSpec
 
 PROFILES = ("quick", "default", "full")
 
@@ -36,34 +46,6 @@ def pick(profile: str, *, quick, default, full=None):
     return default
 
 
-@dataclass
-class Claim:
-    """One claim of the notes, with its measurement and verdict."""
-
-    id: str
-    statement: str  # what the notes claim, and the criterion used to judge it
-    expected: object  # the notes' value or condition (JSON-able)
-    measured: object  # what this run measured (JSON-able)
-    holds: bool | None  # None: could not be judged (e.g. a NaN measurement)
-    note: str = ""  # how it was measured / why it may not hold
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["holds"] = None if self.holds is None else bool(self.holds)
-        return d
-
-
-def log10_close(measured: float, expected: float, decades: float) -> bool | None:
-    """|log10(measured) − log10(expected)| ≤ decades (None if either is not a positive number)."""
-    if not (_pos(measured) and _pos(expected)):
-        return None
-    return abs(math.log10(measured) - math.log10(expected)) <= decades
-
-
-def _pos(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
-
-
 def sig(x, digits: int = 3) -> float | None:
     """Round to `digits` significant digits (None for None/NaN/inf): readable results.json."""
     if x is None:
@@ -72,46 +54,55 @@ def sig(x, digits: int = 3) -> float | None:
     return float(f"{x:.{digits}g}") if math.isfinite(x) else None
 
 
+def specs(study: str, profile: str, seeds, arms: dict[str, dict], cost: dict | float = 1.0):
+    """One RunSpec per arm × seed (arms: {arm: settings}; cost: per arm or one number)."""
+    return [RunSpec(study, arm, s, profile, dict(settings),
+                    cost[arm] if isinstance(cost, dict) else cost)
+            for arm, settings in arms.items() for s in seeds]
+
+
+class Runs:
+    """The results of a study's runs, by arm and seed (failed runs kept apart)."""
+
+    def __init__(self, results: list[dict]):
+        self.all = list(results)
+
+    def ok(self, arm: str) -> dict[int, dict]:
+        return {r["seed"]: r for r in sorted(self.all, key=lambda r: r["seed"])
+                if r["arm"] == arm and r.get("status") == "ok"}
+
+    def seeds(self, *arms: str) -> list[int]:
+        """Seeds at which every one of ``arms`` has an ok run (all planned seeds if none)."""
+        seeds = sorted({r["seed"] for r in self.all})
+        return [s for s in seeds if all(s in self.ok(a) for a in arms)]
+
+    def values(self, arm: str, key, seeds=None) -> list:
+        """r[key] (or key(r) for a callable) for each seed; None where the run failed."""
+        ok = self.ok(arm)
+        seeds = self.seeds() if seeds is None else seeds
+        get = key if callable(key) else (lambda r: r.get(key))
+        return [get(ok[s]) if s in ok else None for s in seeds]
+
+    def first(self, arm: str) -> dict | None:
+        ok = self.ok(arm)
+        return ok[min(ok)] if ok else None
+
+
 @dataclass
-class StudyOutput:
-    """What a study hands to ``write_results``."""
+class Summary:
+    """What ``summarise`` returns: the runner writes it into results.json and figures/."""
 
-    study: str
-    profile: str
-    seed: int
-    config: dict
-    results: dict
     claims: list[Claim]
-    figures: list[str] = field(default_factory=list)  # paths relative to the study dir
-    notes: list[str] = field(default_factory=list)  # method notes shown in the report
-    tables: list[dict] = field(default_factory=list)  # {"title", "columns", "rows"} for the report
+    figures: list = field(default_factory=list)   # (name, matplotlib Figure, caption)
+    tables: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)      # derived numbers (results.json "data")
 
 
-def environment() -> dict:
-    return {"torch": torch.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads(), "machine": platform.machine()}
-
-
-def write_results(out: Path, so: StudyOutput, started: float) -> dict:
-    """Write ``out/results.json`` and return its content."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "study": so.study,
-        "profile": so.profile,
-        "seed": so.seed,
-        "config": so.config,
-        "environment": environment(),
-        "wall_time_s": round(time.perf_counter() - started, 2),
-        "notes": so.notes,
-        "figures": so.figures,
-        "tables": so.tables,
-        **{k: v for k, v in so.results.items()
-           if k not in ("claims", "figures", "config", "tables")},
-        "claims": [c.to_dict() for c in so.claims],
-    }
-    write_json(out / "results.json", doc, indent=1)
-    return jsonable(doc)
+def table(title: str, columns: list[str], rows: list[list], note: str = "") -> dict:
+    """A table for the report: rows of cells (numbers are shown to 3 significant digits)."""
+    return {"title": title, "columns": columns, "rows": rows, "note": note}
 
 
 def save_figure(fig, out: Path, name: str) -> str:
@@ -122,23 +113,39 @@ def save_figure(fig, out: Path, name: str) -> str:
     return f"figures/{name}.png"
 
 
-def progress(description: str, items: Iterable, total: int | None = None):
-    """Iterate over items with a progress bar on stderr (plain lines when not a terminal)."""
-    items = list(items) if total is None else items
-    total = len(items) if total is None else total
-    with Progress(total, description, unit="item") as bar:
-        for i, item in enumerate(items):
-            yield item
-            bar.update(i + 1)
-
-
 def generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
 
 
+def set_forget_bias(model: torch.nn.Module, b: float) -> torch.nn.Module:
+    """b_ih_f + b_hh_f = b in every LSTM layer of ``model`` (what ``forget_bias=`` does at build
+    time), applied after the fingerprint, so arms differing only in b share their weights."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, LSTM):
+                H = m.hidden_size
+                for name, p in m.named_parameters(recurse=False):
+                    if name.startswith("bias_ih"):
+                        p[H:2 * H].fill_(b)
+                    elif name.startswith("bias_hh"):
+                        p[H:2 * H].zero_()
+    return model
+
+
 # -- training histories (rnnlab.train.History) ----------------------------------------------
+class CpuClock:
+    """A ``fit`` callback: the process CPU time since the start at every record (``cpu_s``),
+    steadier than wall time on a busy machine."""
+
+    def on_start(self, trainer):
+        self.t0 = time.process_time()
+
+    def on_step(self, trainer, record, last):
+        record["cpu_s"] = time.process_time() - self.t0
+
+
 def steps_to(history, metric: str, target: float, higher: bool = True):
     """First evaluation step at which `metric` reached `target` (None if never)."""
     for r in history.evals:
@@ -148,11 +155,6 @@ def steps_to(history, metric: str, target: float, higher: bool = True):
     return None
 
 
-def curve(history, metric: str):
+def curve(history, metric: str, digits: int = 4) -> dict:
     ev = history.evals
-    return [r["step"] for r in ev], [sig(r.get(metric), 4) for r in ev]
-
-
-def table(title: str, columns: list[str], rows: list[list]) -> dict:
-    """A table for the report: rows of cells (numbers are shown to 3 significant digits)."""
-    return {"title": title, "columns": columns, "rows": rows}
+    return {"step": [r["step"] for r in ev], metric: [sig(r.get(metric), digits) for r in ev]}

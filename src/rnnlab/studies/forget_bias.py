@@ -1,126 +1,212 @@
 """forget-bias: an LSTM with forget-gate bias 0 vs 1 (Jozefowicz et al., 2015) on a long-range task.
 
-The notes (rnn-lstm-essentials.txt, Exercise 3): initialise the forget-gate bias to 1.0 so that
-f_t ≈ σ(1) ≈ 0.73 at the start, "biasing toward remembering"; "train with and without this
-initialization. Does it help?".
+The notes (Day 3, Exercise 3): initialise the forget-gate bias to 1.0 so that f_t ≈ σ(1) ≈ 0.73 at
+the start, "biasing toward remembering"; "train with and without this initialization. Does it
+help?".
 
-Measured here on the adding problem (rnnlab.data, sequence length T; memoryless baseline MSE
-1/6 ≈ 0.167): two LSTM regressors, identical (same seed, same weights, same batches) except for
-the effective forget bias b_ih_f + b_hh_f = 0 or 1 (``forget_bias=``), trained with the same
-optimiser and budget; learning curves and the steps to reach validation MSE ≤ TARGET (a clear
-win over the baseline).
+Measured here on the adding problem (sequence length T; memoryless baseline MSE 1/6 ≈ 0.167):
+for every seed, two LSTM regressors built from that seed — the same initial weights (one
+``init_fingerprint``) except the effective forget bias b_ih_f + b_hh_f = 0 or 1 — trained on the
+same batches with the same optimiser and budget. "Success" is reaching validation MSE ≤ TARGET
+(a clear win over the baseline) within the budget. Reliability (how many seeds succeed) and
+speed (steps to the target where both succeed) are reported apart: a single seed cannot tell
+them apart.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-from statistics import median
+import math
 
 from .. import models, plots
 from ..data import build_task
+from ..seeding import fingerprint
 from ..train import fit
+from .claims import above, below, claim, source
 from .common import (
-    Claim,
-    StudyOutput,
+    CpuClock,
+    Runs,
+    Summary,
     curve,
-    log,
     pick,
-    save_figure,
+    set_forget_bias,
     sig,
+    specs,
     steps_to,
     table,
-    write_results,
 )
+from .stats import measurement, rate_difference, rate_measurement
 
 NAME = "forget-bias"
-BIASES = (0.0, 1.0)
+SEEDS = {"quick": 2, "default": 8, "full": 32}
+BIASES = {"bias-0": 0.0, "bias-1": 1.0}
 TARGET = 0.05  # val MSE (baseline 0.167)
-inf = float("inf")
+BASELINE = 1 / 6
+SRC = source("essentials", "Exercise 3: Forget Gate Bias Initialization",
+             "Jozefowicz et al. 2015, “An Empirical Exploration of Recurrent Network "
+             "Architectures”")
+QUOTE = ("LSTM forget gates are often initialized with a bias of 1.0 (Jozefowicz et al., 2015) "
+         "so that f_t ≈ σ(1) ≈ 0.73 initially — biasing toward remembering. … Train with and "
+         "without this initialization. Does it help?")
+INTRO = {
+    "title": "Forget-gate bias 1 vs 0",
+    "question": "Does initialising the LSTM's forget-gate bias to 1 help it learn a long-range "
+                "task — more reliably, sooner, or to a lower loss?",
+    "quote": QUOTE, "source": SRC,
+    "method": "For each seed, two LSTMs with identical initial weights except the forget bias "
+              "(0 or 1) train on identical batches of the adding problem; success = validation "
+              f"MSE ≤ {TARGET} within the budget (baseline 0.167).",
+}
 
 
-def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) -> dict:
-    started = time.perf_counter()
-    out = Path(out)
-    T = pick(profile, quick=20, default=50, full=100)
-    steps = pick(profile, quick=60, default=1500, full=5000)
-    hidden = pick(profile, quick=32, default=64, full=128)
-    eval_every = pick(profile, quick=20, default=50, full=100)
-    eval_batches = pick(profile, quick=2, default=4, full=10)
-    lr, batch = 5e-3, 32
-    task = build_task("adding", length=T)
+def budget(profile: str) -> dict:
+    return {"T": pick(profile, quick=20, default=50), "steps": pick(profile, quick=60,
+                                                                    default=1500),
+            "hidden": pick(profile, quick=32, default=64),
+            "eval_every": pick(profile, quick=20, default=50),
+            "eval_batches": pick(profile, quick=2, default=4), "lr": 5e-3, "batch": 32}
 
-    seeds = [seed + k for k in range(pick(profile, quick=1, default=3, full=5))]
-    runs = {}
-    for b in BIASES:
-        per_seed = []
-        for sd in seeds:
-            log(f"  forget-bias: LSTM, forget bias {b:g}, seed {sd}")
-            hist = fit(lambda b=b: models.for_task(task, "lstm", hidden_size=hidden,
-                                                   num_layers=1, forget_bias=b),
-                       task, steps=steps, batch_size=batch, lr=lr, clip=1.0,
-                       eval_every=eval_every, eval_batches=eval_batches, seed=sd, progress=True)
-            steps_axis, mse = curve(hist, "val_mse")
-            per_seed.append({"seed": sd,
-                             "steps_to_target": steps_to(hist, "val_mse", TARGET, higher=False),
-                             "final_val_mse": sig(hist.final.get("mse"), 4),
-                             "final_val_acc": sig(hist.final.get("acc"), 4),
-                             "wall_time_s": sig(hist.wall_time_s, 3),
-                             "curve": {"step": steps_axis, "val_mse": mse}})
-        reached = [r["steps_to_target"] for r in per_seed]
-        runs[f"{b:g}"] = {
-            "forget_bias": b, "seeds": per_seed,
-            "steps_to_target": reached,
-            "median_steps_to_target": median([inf if v is None else v for v in reached]),
-            "reached": sum(v is not None for v in reached),
-            "median_final_val_mse": sig(median([r["final_val_mse"] if r["final_val_mse"]
-                                                 is not None else inf for r in per_seed]), 4)}
 
-    r0, r1 = runs["0"], runs["1"]
-    s0, s1 = r0["median_steps_to_target"], r1["median_steps_to_target"]
-    m0, m1 = r0["median_final_val_mse"] or inf, r1["median_final_val_mse"] or inf
-    if s1 != s0:
-        helps, how = s1 < s0, "compared the median steps to target over seeds"
-    else:  # same median (e.g. neither reached it): lower final MSE by at least 10 %
-        helps, how = m1 < 0.9 * m0, "equal median steps to target; compared median final MSE " \
-            "(needs ≥ 10 % lower)"
+def plan(profile: str, seeds: list[int]):
+    b = budget(profile)
+    cost = 0.3 if profile == "quick" else b["steps"] * 0.005
+    return specs(NAME, profile, seeds, {a: {**b, "forget_bias": v} for a, v in BIASES.items()},
+                 cost)
+
+
+def run_one(spec) -> dict:
+    s = spec.settings
+    task = build_task("adding", length=s["T"])
+    shared = {}
+
+    def build():  # called by fit after seeding: the same weights for both arms of a seed
+        m = models.for_task(task, "lstm", hidden_size=s["hidden"], num_layers=1)
+        shared["fingerprint"] = fingerprint(m)
+        return set_forget_bias(m, s["forget_bias"])
+
+    hist = fit(build, task, steps=s["steps"], batch_size=s["batch"], lr=s["lr"], clip=1.0,
+               eval_every=s["eval_every"], eval_batches=s["eval_batches"], seed=spec.seed,
+               callbacks=[CpuClock()])
+    reached = steps_to(hist, "val_mse", TARGET, higher=False)
+    return {"init_fingerprint": shared["fingerprint"], "arm_fingerprint": hist.init_fingerprint,
+            "steps_to_target": reached, "success": reached is not None,
+            "final_val_mse": sig(hist.final.get("mse"), 4), "stopped": hist.stopped,
+            "curve": curve(hist, "val_mse")}
+
+
+def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
+    b = budget(profile)
+    both = runs.seeds("bias-0", "bias-1")
+    ok = {a: runs.values(a, "success", seeds) for a in BIASES}
+    mse = {a: runs.values(a, "final_val_mse", both) for a in BIASES}
+    steps = {a: runs.values(a, "steps_to_target", both) for a in BIASES}
+    nobody = not any(v for a in BIASES for v in ok[a] if v)
+    undecided = (f"no run of either arm reached val MSE ≤ {TARGET} within {b['steps']} steps "
+                 f"at T = {b['T']}: this budget cannot decide (the default profile trains 1500 "
+                 "steps at T = 50)") if nobody else None
+    d_mse = [math.log10(y / x) if x and y else None for x, y in zip(mse["bias-0"],
+                                                                    mse["bias-1"], strict=True)]
+    pair_steps = [(s, x, y) for s, x, y in zip(both, steps["bias-0"], steps["bias-1"],
+                                               strict=True) if x is not None and y is not None]
+    d_steps = [y - x for _, x, y in pair_steps]
+    rate = {a: rate_measurement(ok[a], seeds) for a in BIASES}
+    n = len(seeds)
     claims = [
-        Claim("bias1_helps", f"Forget bias 1 helps the LSTM learn a long-range task (adding, "
-              f"T={T}): it reaches val MSE ≤ {TARGET} sooner (median over {len(seeds)} seeds).",
-              "bias 1: fewer steps to target (or ≥ 10 % lower final MSE)",
-              {b: {"steps_to_target": runs[b]["steps_to_target"],
-                   "median_final_val_mse": runs[b]["median_final_val_mse"]} for b in runs},
-              helps, how + "; null/inf: never reached within the budget"),
-        Claim("beats_baseline", f"An LSTM (forget bias 1) beats the memoryless baseline "
-              f"(MSE {task.baseline:.3f}) on adding at T={T} within {steps} steps.",
-              f"median final val MSE < 0.9 × {task.baseline:.3f}", r1["median_final_val_mse"],
-              m1 < 0.9 * task.baseline),
+        claim("bias1_more_reliable", "Forget bias 1 makes success more likely: a larger share "
+              f"of seeds reaches val MSE ≤ {TARGET} on adding (T = {b['T']}) within "
+              f"{b['steps']} steps than with bias 0 (paired seeds).", QUOTE, SRC,
+              above(0, "success rate(bias 1) − success rate(bias 0) > 0 (Newcombe 95 % "
+                    "interval above 0)"),
+              "bias 1 succeeds more often (the notes: 'biasing toward remembering')",
+              rate_difference(ok["bias-1"], ok["bias-0"], seeds), arms=tuple(BIASES),
+              undecided=undecided,
+              note=f"bias 1: {rate['bias-1']['k']}/{rate['bias-1']['n']} seeds, bias 0: "
+                   f"{rate['bias-0']['k']}/{rate['bias-0']['n']}"),
+        claim("bias1_lower_final_mse", "Forget bias 1 ends the budget at a lower validation "
+              "MSE than bias 0 on the same seed.", QUOTE, SRC,
+              below(0, "mean over seeds of log10(MSE bias 1 / MSE bias 0) < 0"),
+              "log10 ratio < 0 (bias 1 lower)", measurement(d_mse, both, unit="log10 ratio"),
+              arms=tuple(BIASES)),
+        claim("bias1_sooner", "Where both arms of a seed reach the target, bias 1 reaches it in "
+              "fewer steps.", QUOTE, SRC,
+              below(0, "mean over seeds of steps(bias 1) − steps(bias 0) < 0"),
+              "fewer steps with bias 1",
+              measurement(d_steps, [s for s, _, _ in pair_steps], unit="steps"),
+              arms=tuple(BIASES), undecided=undecided),
+        claim("beats_baseline", f"An LSTM with forget bias 1 beats the memoryless baseline "
+              f"(MSE 0.167) on adding at T = {b['T']} within {b['steps']} steps.",
+              QUOTE, SRC, below(0.9 * BASELINE, "geometric-mean final val MSE < 0.9 × 0.167 "
+                                "= 0.15"),
+              "final MSE well below 0.167",
+              measurement(runs.values("bias-1", "final_val_mse", seeds), seeds, scale="log"),
+              arms=("bias-1",)),
     ]
-    for r in runs.values():
-        if r["median_steps_to_target"] == inf:
-            r["median_steps_to_target"] = None
-    fig = plots.plot_curves({f"lstm, forget bias {b}, seed {r['seed']}": (
-                                r["curve"]["step"], r["curve"]["val_mse"])
-                             for b in runs for r in runs[b]["seeds"]},
-                            title=f"LSTM on adding (T={T}): forget bias 0 vs 1",
-                            xlabel="step", ylabel="validation MSE", logy=True,
-                            hline={"baseline 0.167": task.baseline, f"target {TARGET}": TARGET})
-    results = {"T": T, "runs": runs, "baseline_mse": task.baseline, "target_mse": TARGET}
-    config = {"task": {"name": "adding", **task.config()}, "model": "regressor",
-              "backbone": "lstm", "hidden_size": hidden, "steps": steps, "batch_size": batch,
-              "optimizer": "adam", "lr": lr, "clip": 1.0, "eval_every": eval_every,
-              "forget_biases": list(BIASES), "seeds": seeds}
-    notes = ["For each seed both runs share initial weights (apart from the forget bias) and "
-             "batches; verdicts use the median over seeds.",
-             "Budget per profile: quick T=20, 60 steps, 1 seed; default T=50, 1500 steps, "
-             f"3 seeds; full T=100, 5000 steps, 5 seeds; this run: T={T}, {steps} steps."]
-    tables = [table(f"LSTM on adding (T={T}): steps to val MSE ≤ {TARGET}",
-                    ["forget bias", *[f"seed {sd}" for sd in seeds], "median steps",
-                     "median final MSE"],
-                    [[runs[b]["forget_bias"],
-                      *[v if v is not None else "never" for v in runs[b]["steps_to_target"]],
-                      runs[b]["median_steps_to_target"], runs[b]["median_final_val_mse"]]
-                     for b in runs])]
-    return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims,
-                                          [save_figure(fig, out, "learning_curves")], notes,
-                                          tables), started)
+    fp = {s: (runs.ok("bias-0").get(s, {}).get("init_fingerprint"),
+              runs.ok("bias-1").get(s, {}).get("init_fingerprint")) for s in seeds}
+    paired = all(x == y for x, y in fp.values() if x and y)
+    distinct = len({x for x, _ in fp.values() if x}) == len([x for x, _ in fp.values() if x])
+    figures = [_curves(runs, b), _finals(runs, both, mse)]
+    rows = [[s, *(runs.ok(a).get(s, {}).get("steps_to_target") or "never" for a in BIASES),
+             *(runs.ok(a).get(s, {}).get("final_val_mse") for a in BIASES), fp[s][0]]
+            for s in seeds]
+    tables = [table(f"Per seed: steps to val MSE ≤ {TARGET} and final val MSE (T = {b['T']}, "
+                    f"{b['steps']} steps)", ["seed", "steps, bias 0", "steps, bias 1",
+                                             "final MSE, bias 0", "final MSE, bias 1",
+                                             "initial weights (both arms)"], rows)]
+    notes = [f"{n} seeds; for each, both arms start from the same weights apart from the forget "
+             f"bias (fingerprints equal within every seed: {paired}; different across seeds: "
+             f"{distinct}) and see the same batches.",
+             "Reliability: success rates with Wilson intervals (bias 1 "
+             f"{rate['bias-1']['mean']} {rate['bias-1']['interval']}, bias 0 "
+             f"{rate['bias-0']['mean']} {rate['bias-0']['interval']}); their difference with "
+             "Newcombe's interval (which ignores the pairing: conservative).",
+             f"Budget: quick T=20, 60 steps, 2 seeds; default T=50, 1500 steps, 8 seeds; full "
+             f"the same with 32 seeds, enough to separate 8/8 from 6/8 successes. This run: "
+             f"T={b['T']}, {b['steps']} steps."]
+    return Summary(claims, figures, tables, notes, {"task": {"name": "adding", "length": b["T"]},
+                   "model": "regressor", "backbone": "lstm", "optimizer": "adam", "clip": 1.0,
+                   **b, "forget_biases": BIASES, "target_mse": TARGET},
+                   {"pairing": {"equal_within_seed": paired, "distinct_across_seeds": distinct},
+                    "success_rate": {a: rate[a] for a in BIASES}})
+
+
+def _curves(runs: Runs, b: dict):
+    panels = []
+    for a, v in BIASES.items():
+        ok = runs.ok(a)
+        if not ok:
+            continue
+        first = next(iter(ok.values()))["curve"]
+        panels.append({"title": f"forget bias {v:g} ({len(ok)} seeds)", "xlabel": "step",
+                       "ylabel": "validation MSE", "logy": True,
+                       "series": {f"lstm, bias {v:g}": {
+                           "x": first["step"], "y": _median([r["curve"]["val_mse"]
+                                                             for r in ok.values()]),
+                           "runs": [r["curve"]["val_mse"] for r in ok.values()]}},
+                       "hline": {"baseline 0.167": BASELINE, f"target {TARGET}": TARGET}})
+    fig = plots.plot_panels(panels, title=f"LSTM on adding (T = {b['T']}): forget bias 0 vs 1")
+    return ("learning_curves", fig,
+            "One faint line per seed, the bold line their median. Look at how many seeds fall "
+            f"below the target line ({TARGET}) within the budget in each panel (reliability) "
+            "and how early they do it (speed): the two need not agree.")
+
+
+def _median(curves):
+    from statistics import median
+
+    return [median([c[i] for c in curves if c[i] is not None] or [float("nan")])
+            for i in range(min(len(c) for c in curves))]
+
+
+def _finals(runs: Runs, both, mse):
+    groups = {f"bias {v:g}": dict(zip(both, mse[a], strict=True)) for a, v in BIASES.items()}
+    summ = {}
+    for a, v in BIASES.items():
+        m = measurement(mse[a], both, scale="log")
+        summ[f"bias {v:g}"] = (m["mean"], *(m["interval"] or [None, None]))
+    fig = plots.plot_paired(groups, title="Final validation MSE, per seed", ylabel="val MSE",
+                            logy=True, hline={"baseline 0.167": BASELINE,
+                                              f"target {TARGET}": TARGET}, summaries=summ)
+    return ("final_mse_paired", fig,
+            "Each grey line joins the two arms of one seed (same initial weights, same "
+            "batches); black diamonds are geometric means with 95 % intervals. Lines falling "
+            "to the right mean bias 1 ended lower on that seed.")

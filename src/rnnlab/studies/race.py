@@ -1,6 +1,6 @@
 """race: the notes' "Lab 03" table — RNN vs LSTM vs GRU vs attention on §A13 next-token prediction.
 
-The notes (side-by-side-gradient-flow.txt, "What §A13 specifically shows"):
+The notes (Lesson 04, "What §A13 specifically shows"):
 
     Model           | Steps to 90% val acc | Final val acc | Train wall time
     RNN (h=64)      | did not converge     | 28%           | 5 min × no-go
@@ -8,191 +8,160 @@ The notes (side-by-side-gradient-flow.txt, "What §A13 specifically shows"):
     Attention (1L)  | 200                  | 96%           | 3 min
 
 "attention converges faster and to higher accuracy on the same compute budget" (numbers marked
-approximate by the notes). Measured here on rnnlab.data's a13 task (the tense grammar built
-around "she will work tomorrow ."): every model is a one-layer language model of the same hidden
-size, trained with the same optimiser, batch and step budget, sentences with a filler of
-F ∈ [3, F_max] tokens between cue and target. Each model gets the learning rate it trains best
-with from a tiny grid (the same grid and full budget for every model), chosen by dependency
-accuracy on a *selection* split (fresh sentences drawn with their own seed, not the validation
-batches the table reports); the grid and every candidate's score are in results.json.
-"Accuracy" in the table is the
-*dependency* accuracy (the tokens fixed by a distant cue: the tense adverb and the possessive),
-as the overall next-word accuracy of this grammar is capped far below 90 % by its free choices.
-``by_distance`` evaluates the trained models at fixed filler lengths F.
+approximate by the notes). Measured on rnnlab.data's a13 task (the tense grammar built around
+"she will work tomorrow ."): one-layer language models of the same width, the same optimiser,
+batch and step budget, sentences with a filler of F ∈ [3, F_max] tokens. "Accuracy" is the
+*dependency* accuracy — the tokens fixed by a distant cue — reported apart for its two kinds:
+*tense* (the verb group fixes the closing adverb; 3 choices) and *agreement* (the subject fixes
+the possessive after "with"; 7 choices, the longer distance), since the overall next-word
+accuracy of this grammar is capped far below 90 % by its free choices, and an average of the two
+kinds can hide one solved and one at chance. Two extra LSTM arms try the forget-gate bias as a
+factor (1 and 3; the same initial weights as the plain LSTM of their seed otherwise).
+
+Learning rates: the default profile uses one per model (``LR``, from the full profile's
+selection); the full profile trains every model at every rate of ``LR_GRID`` and picks, per model
+and seed, the rate with the best dependency accuracy on a separate selection split (fresh
+sentences from their own seed, never the validation batches the table reports).
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+import torch
 
-from .. import models, plots
+from .. import models
 from ..data import build_task
+from ..data.a13 import POSSESSIVE
 from ..losses import evaluate
+from ..seeding import fingerprint
 from ..train import fit
-from .common import (
-    Claim,
-    StudyOutput,
-    curve,
-    generator,
-    log,
-    pick,
-    save_figure,
-    sig,
-    steps_to,
-    table,
-    write_results,
-)
+from .common import CpuClock, generator, pick, set_forget_bias, sig, specs
+from .race_claims import LR, LR_GRID, MODELS, TARGET
+from .race_claims import summarise as summarise  # the claims, tables and figures
 
 NAME = "race"
-MODELS = ("rnn", "lstm", "gru", "attention")
-TARGET = 0.9
+SEEDS = {"quick": 1, "default": 3, "full": 8}
 SELECTION_SEED = 1_000_003  # lr-selection split: its own sentences, not the reported val batches
+INTRO = {
+    "title": "The Lab 03 race on §A13",
+    "question": "Trained the same way on the same next-token task, does attention reach 90 % "
+                "sooner, end higher and take less time than the LSTM, while the vanilla RNN "
+                "never gets there?",
+    "quote": "RNN (h=64): did not converge, 28 % · LSTM (h=64): 800 steps to 90 %, 92 %, 8 min · "
+             "Attention (1L): 200 steps, 96 %, 3 min. … The headline is: attention converges "
+             "faster and to higher accuracy on the same compute budget.",
+    "source": {"lesson": "Lesson 04, “Side-by-side gradient flow: RNN vs LSTM vs attention on "
+                         "the §A13 corpus” (side-by-side-gradient-flow)",
+               "section": "What §A13 specifically shows (Lab 03 table)",
+               "cites": "Hochreiter & Schmidhuber 1997; Vaswani et al. 2017"},
+    "method": "One-layer language models of width 64 on the a13 grammar (filler of 3 to 16 "
+              "tokens between cue and target), the same budget for each; accuracy on the "
+              "tokens a distant cue decides, tense and agreement apart.",
+}
 
 
-def run(profile: str = "default", seed: int = 0, out: Path | str = Path(".")) -> dict:
-    started = time.perf_counter()
-    out = Path(out)
-    hidden = pick(profile, quick=32, default=64, full=64)
-    steps = pick(profile, quick=40, default=1000, full=3000)
-    f_max = pick(profile, quick=8, default=16, full=32)
-    distances = pick(profile, quick=[3, 8], default=[3, 6, 10, 16], full=[3, 8, 16, 32])
-    eval_every = pick(profile, quick=20, default=50, full=100)
-    eval_batches = pick(profile, quick=1, default=4, full=10)
-    lr_grid = pick(profile, quick=[3e-3, 1e-2], default=[3e-3, 1e-2, 3e-2])
-    batch = 32
-    task = build_task("a13", distance=[3, f_max])
-
-    lab, curves, by_distance, selection = {}, {}, {}, {}
-    for name in MODELS:
-        extra = {"num_heads": 1} if name == "attention" else {}
-        runs = {}
-        for lr in lr_grid:  # same budget per candidate; pick on the selection split
-            log(f"  race: {name} lr={lr:g}")
-            hist = fit(lambda n=name, x=extra: models.for_task(task, n, hidden_size=hidden,
-                                                               num_layers=1, **x),
-                       task, steps=steps, batch_size=batch, lr=lr, clip=1.0,
-                       eval_every=eval_every, eval_batches=eval_batches, seed=seed,
-                       progress=True)
-            model = hist.model
-            sel = evaluate(model, task, batches=eval_batches, batch_size=64,
-                           generator=generator(SELECTION_SEED))
-            runs[lr] = (model, hist, sel)
-        selection[name] = {f"{lr:g}": {"selection_dep_acc": sig(sel.get("dep_acc"), 4),
-                                       "selection_loss": sig(sel.get("loss"), 4)}
-                           for lr, (_, _, sel) in runs.items()}
-        lr = max(lr_grid, key=lambda v: ((runs[v][2].get("dep_acc") or 0.0),
-                                         -runs[v][2].get("loss", float("inf"))))
-        model, hist, _ = runs[lr]
-        final = hist.final
-        lab[name] = {"lr": lr, "steps_to_target": steps_to(hist, "val_dep_acc", TARGET),
-                       "final_val_acc": sig(final.get("acc"), 4),
-                       "final_dependency_acc": sig(final.get("dep_acc"), 4),
-                       "wall_time_s": sig(hist.wall_time_s, 3),
-                       "params": model.num_parameters(),
-                       "stopped": hist.stopped}
-        curves[name] = {"step": curve(hist, "val_dep_acc")[0],
-                        "val_dep_acc": curve(hist, "val_dep_acc")[1],
-                        "val_acc": curve(hist, "val_acc")[1]}
-        for F in distances:
-            m = evaluate(model, build_task("a13", distance=F), batches=eval_batches,
-                         batch_size=64)
-            by_distance.setdefault(str(F), {})[name] = sig(m.get("dep_acc"), 4)
-
-    chance = getattr(task, "dependency_chance", None)
-    results = {"models": lab, "by_distance": by_distance, "curves": curves,
-               "lr_selection": selection, "target_dep_acc": TARGET,
-               "dependency_chance": chance}
-    claims = make_claims(results, distances)
-    figs = [
-        save_figure(plots.plot_panels([
-            {"title": "dependency accuracy (val)", "xlabel": "step", "ylabel": "accuracy",
-             "series": {n: (curves[n]["step"], curves[n]["val_dep_acc"]) for n in MODELS},
-             "hline": {"90% target": TARGET}},
-            {"title": "next-token accuracy (val)", "xlabel": "step", "ylabel": "accuracy",
-             "series": {n: (curves[n]["step"], curves[n]["val_acc"]) for n in MODELS}},
-        ], title=f"a13 race: learning curves (hidden {hidden}, {steps} steps)"), out,
-            "learning_curves"),
-        save_figure(plots.plot_curves(
-            {n: (distances, [by_distance[str(F)][n] for F in distances]) for n in MODELS},
-            title="Dependency accuracy by filler distance F", xlabel="filler tokens F",
-            ylabel="dependency accuracy", hline={"chance": chance} if chance else None),
-            out, "by_distance"),
-    ]
-    config = {"task": {"name": "a13", **task.config()}, "hidden_size": hidden, "num_layers": 1,
-              "attention_heads": 1, "steps": steps, "batch_size": batch, "optimizer": "adam",
-              "lr_grid": lr_grid, "lr_selection": "per model: highest dependency accuracy "
-              f"({eval_batches}×64 sentences, seed {SELECTION_SEED}) after the full budget",
-              "lr": {n: lab[n]["lr"] for n in MODELS}, "decay": "cosine", "clip": 1.0,
-              "eval_every": eval_every,
-              "eval_batches": eval_batches, "eval_distances": distances, "seed": seed}
-    notes = ["Same hidden size, optimiser, batch and step budget for every model; each model's "
-             f"learning rate is the best of {lr_grid} (each candidate trained on the full "
-             "budget) by dependency accuracy on a separate selection split, never on the "
-             "reported validation batches: "
-             + ", ".join(f"{n} {lab[n]['lr']:g}" for n in MODELS) + ".",
-             "steps_to_target is the first evaluation (every "
-             f"{eval_every} steps) with validation dependency accuracy ≥ {TARGET:.0%}, null if "
-             "never within the budget; training is not stopped there.",
-             f"Budget per profile: {steps} steps here (quick 40, default 1000, full 3000). "
-             "wall_time_s is the selected run alone (the grid costs "
-             f"{len(lr_grid)}× that in all)."]
-    edge = [n for n in MODELS if len(lr_grid) > 1 and lab[n]["lr"] == max(lr_grid)]
-    if edge:
-        notes.append(f"The selected lr of {', '.join(edge)} is the largest in the grid: a larger "
-                     "one was not tried, so these models may train faster than shown.")
-    tables = [
-        table(f"Lab 03 on this machine (hidden {hidden}, {steps} steps)",
-              ["model", "lr", "steps to 90 % dep. acc", "final val acc",
-               "final dependency acc", "wall time (s)", "params"],
-              [[n, lab[n]["lr"], lab[n]["steps_to_target"] if lab[n]["steps_to_target"] is not None
-                else "did not reach", lab[n]["final_val_acc"], lab[n]["final_dependency_acc"],
-                lab[n]["wall_time_s"], lab[n]["params"]] for n in MODELS]),
-        table("Dependency accuracy by filler distance F", ["model", *[f"F={F}" for F in distances]],
-              [[n, *[by_distance[str(F)][n] for F in distances]] for n in MODELS]),
-    ]
-    return write_results(out, StudyOutput(NAME, profile, seed, config, results, claims, figs,
-                                          notes, tables), started)
+def budget(profile: str) -> dict:
+    """The full profile keeps the task and adds what decides the default's open claims: more
+    seeds, twice the steps, and the learning-rate grid."""
+    return {"hidden": pick(profile, quick=32, default=64),
+            "steps": pick(profile, quick=40, default=1000, full=2000),
+            "f_max": pick(profile, quick=8, default=16),
+            "distances": pick(profile, quick=[3, 8], default=[3, 6, 10, 16]),
+            "eval_every": pick(profile, quick=20, default=50),
+            "eval_batches": pick(profile, quick=1, default=4), "batch": 32}
 
 
-def make_claims(r: dict, distances) -> list[Claim]:
-    t = r["models"]
-    inf = float("inf")
-    reach = {n: (t[n]["steps_to_target"] if t[n]["steps_to_target"] is not None else inf)
-             for n in MODELS}
-    measured_steps = {n: t[n]["steps_to_target"] for n in MODELS}
-    claims = [
-        Claim("attention_fastest", "Attention reaches 90 % (dependency) accuracy in the fewest "
-              "steps (notes: attention 200, LSTM 800, RNN never).",
-              "attention: fewest steps to 90 %", measured_steps,
-              reach["attention"] < inf and all(reach["attention"] <= reach[n] for n in MODELS)),
-        Claim("rnn_never_90", "The vanilla RNN does not reach 90 % within the budget (notes: "
-              "'did not converge', 28 %).", "steps_to_target = null",
-              {"steps_to_target": t["rnn"]["steps_to_target"],
-               "final_dependency_acc": t["rnn"]["final_dependency_acc"]},
-              t["rnn"]["steps_to_target"] is None),
-        Claim("lstm_reaches_90", "The LSTM reaches 90 % (notes: after 800 steps, final 92 %).",
-              "steps_to_target not null",
-              {"steps_to_target": t["lstm"]["steps_to_target"],
-               "final_dependency_acc": t["lstm"]["final_dependency_acc"]},
-              t["lstm"]["steps_to_target"] is not None),
-        Claim("attention_highest_final", "Attention ends at the highest accuracy (notes: 96 % vs "
-              "LSTM 92 %, RNN 28 %).", "attention: highest final dependency accuracy",
-              {n: t[n]["final_dependency_acc"] for n in MODELS},
-              all((t["attention"]["final_dependency_acc"] or 0) >= (t[n]["final_dependency_acc"]
-                                                                     or 0) for n in MODELS)),
-        Claim("attention_less_wall_time", "Attention trains in less wall time than the LSTM on the "
-              "same step budget (notes: 3 min vs 8 min).", "attention wall time < LSTM's",
-              {n: t[n]["wall_time_s"] for n in MODELS},
-              t["attention"]["wall_time_s"] < t["lstm"]["wall_time_s"]),
-    ]
-    far = str(distances[-1])
-    accs = r["by_distance"][far]
-    others = [accs[n] for n in MODELS if n != "rnn"]
-    claims.append(Claim(
-        "rnn_falls_behind", f"At the longest filler distance (F={far}) the RNN falls behind: "
-        "lowest dependency accuracy of the four.",
-        "rnn below every other model by more than 0.02", accs,
-        None if accs["rnn"] is None or None in others
-        else all(accs["rnn"] < a - 0.02 for a in others)))
-    return claims
+def plan(profile: str, seeds: list[int]):
+    b = budget(profile)
+    arms, cost = {}, {}
+    per_step = {"rnn": 5.5, "lstm": 5.5, "gru": 9, "attention": 11}  # ms per step, 1 thread
+    for m in MODELS:
+        grid = LR_GRID if profile == "full" else [LR[m]]
+        for lr in grid:
+            name = m if len(grid) == 1 else f"{m}@{lr:g}"
+            arms[name] = {**b, "model": m, "lr": lr}
+            cost[name] = 0.5 if profile == "quick" else per_step[m] * b["steps"] / 1000 + 1
+    for fb in (1.0, 3.0):
+        arms[f"lstm-fb{fb:g}"] = {**b, "model": "lstm", "lr": LR["lstm"], "forget_bias": fb}
+        cost[f"lstm-fb{fb:g}"] = cost["lstm"] if "lstm" in cost else cost[f"lstm@{LR['lstm']:g}"]
+    return specs(NAME, profile, seeds, arms, cost)
+
+
+def by_type(model, task, batches: int, seed: int) -> dict:
+    """Dependency accuracy overall and by kind (tense / agreement) on fixed batches."""
+    poss = torch.tensor([task.index[w] for w in POSSESSIVE.values()])
+    g = generator(seed)
+    hits = {"tense": [0, 0], "agreement": [0, 0]}
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        for _ in range(batches):
+            b = task.batch("val", 64, g)
+            out = model(b.x)
+            logits = out[0] if isinstance(out, tuple) else out
+            ok = logits.argmax(-1) == b.y
+            dep = b.dep_mask & b.mask
+            agree = dep & torch.isin(b.y, poss)
+            for k, sel in (("agreement", agree), ("tense", dep & ~agree)):
+                hits[k][0] += int((ok & sel).sum())
+                hits[k][1] += int(sel.sum())
+    model.train(was)
+    acc = {k: (c / n if n else None) for k, (c, n) in hits.items()}
+    total = sum(n for _, n in hits.values())
+    acc["dep"] = sum(c for c, _ in hits.values()) / total if total else None
+    return acc
+
+
+class _ByType:
+    """A fit callback: tense and agreement accuracy at every evaluation (the same batches)."""
+
+    def __init__(self, task, batches, seed):
+        self.task, self.batches, self.seed = task, batches, seed
+
+    def on_step(self, trainer, record, last):
+        if "val_loss" in record:
+            acc = by_type(trainer.model, self.task, self.batches, self.seed + 1)
+            record["val_tense"], record["val_agreement"] = acc["tense"], acc["agreement"]
+
+
+def run_one(spec) -> dict:
+    s = spec.settings
+    task = build_task("a13", distance=[3, s["f_max"]])
+    extra = {"num_heads": 1} if s["model"] == "attention" else {}
+    shared = {}
+
+    def build():
+        m = models.for_task(task, s["model"], hidden_size=s["hidden"], num_layers=1, **extra)
+        shared["fingerprint"] = fingerprint(m)
+        return set_forget_bias(m, s["forget_bias"]) if s.get("forget_bias") else m
+
+    clock = CpuClock()
+    hist = fit(build, task, steps=s["steps"], batch_size=s["batch"], lr=s["lr"], clip=1.0,
+               eval_every=s["eval_every"], eval_batches=s["eval_batches"], seed=spec.seed,
+               callbacks=[_ByType(task, s["eval_batches"], spec.seed), clock])
+    ev = hist.evals
+    first = lambda key: next((r for r in ev if (r.get(key) or 0) >= TARGET), None)
+    hit = first("val_dep_acc")
+    model = hist.model
+    final = by_type(model, task, s["eval_batches"], spec.seed + 1)
+    dist = {}
+    for F in s["distances"]:
+        a = by_type(model, build_task("a13", distance=F), s["eval_batches"], spec.seed + 2)
+        dist[str(F)] = {k: sig(v, 4) for k, v in a.items()}
+    sel = evaluate(model, task, batches=s["eval_batches"], batch_size=64,
+                   generator=generator(SELECTION_SEED))
+    return {"init_fingerprint": shared["fingerprint"], "params": model.num_parameters(),
+            "lr": s["lr"], "forget_bias": s.get("forget_bias"),
+            "steps_to_target": hit["step"] if hit else None,
+            "cpu_to_target_s": sig(hit["cpu_s"], 4) if hit else None,
+            "steps_to_target_tense": (first("val_tense") or {}).get("step"),
+            "steps_to_target_agreement": (first("val_agreement") or {}).get("step"),
+            "final_dep_acc": sig(final["dep"], 4), "final_tense": sig(final["tense"], 4),
+            "final_agreement": sig(final["agreement"], 4),
+            "final_val_acc": sig(hist.final.get("acc"), 4),
+            "train_cpu_s": sig(ev[-1]["cpu_s"] if ev else None, 4),
+            "by_distance": dist, "selection_dep_acc": sig(sel.get("dep_acc"), 4),
+            "selection_loss": sig(sel.get("loss"), 4), "stopped": hist.stopped,
+            "curve": {"step": [r["step"] for r in ev],
+                      "dep": [sig(r.get("val_dep_acc"), 4) for r in ev],
+                      "tense": [sig(r.get("val_tense"), 4) for r in ev],
+                      "agreement": [sig(r.get("val_agreement"), 4) for r in ev]}}
