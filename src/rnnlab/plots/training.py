@@ -132,8 +132,10 @@ def _heatmaps(panels: list[tuple], field: str, title: str | None, ncols: int) ->
             continue
         s = steps.astype(float)
         mid = (s[1:] + s[:-1]) / 2
-        y = np.concatenate([[s[0] - (mid[0] - s[0] if mid.size else 0.5)], mid,
-                            [s[-1] + (s[-1] - mid[-1] if mid.size else 0.5)]])
+        # each traced step's band reaches halfway to its neighbours; the first and last stop
+        # at their own step (no band below step 1 or past the last traced step)
+        y = np.concatenate([[s[0] - (0 if mid.size else 0.5)], mid,
+                            [s[-1] + (0 if mid.size else 0.5)]])
         mesh = ax.pcolormesh(np.arange(grid.shape[1] + 1) - 0.5, y, np.ma.masked_invalid(grid),
                              cmap="viridis", vmin=lims[0], vmax=lims[1], shading="flat")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
