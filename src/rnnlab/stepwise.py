@@ -234,6 +234,11 @@ def _time_order(v: list[Tensor], direction: int) -> list[Tensor]:
     return v[::-1] if direction else v
 
 
+def _numpy(v: Tensor) -> np.ndarray:
+    """float32 and float64 as they are; other dtypes (bfloat16, float16) as float32."""
+    return (v if v.dtype in (torch.float32, torch.float64) else v.float()).cpu().numpy()
+
+
 def record(model: nn.Module, ids: Tensor) -> Record:
     """One forward of the token ids (T,) with every recurrent layer step by step: the states and
     gates of every unit at every step, the loss and the model's top prediction at every token."""
@@ -258,12 +263,12 @@ def record(model: nn.Module, ids: Tensor) -> Record:
             h = torch.stack(_time_order(st.h, st.direction))[:, 0]  # (T, N)
             c = None if st.c is None else torch.stack(_time_order(st.c, st.direction))[:, 0]
             restart[name].append((h, c, st.h0[0], None if st.c0 is None else st.c0[0]))
-            gates = {g: torch.stack(_time_order(v, st.direction))[:, 0].float().cpu().numpy()
+            gates = {g: _numpy(torch.stack(_time_order(v, st.direction))[:, 0])
                      for g, v in st.gates.items()}
             layers.append(LayerStates(
                 name, mode, st.layer, st.direction, getattr(m, "nonlinearity", "tanh"),
-                (h.real if h.is_complex() else h).float().cpu().numpy(),
-                None if c is None else c.float().cpu().numpy(), gates))
+                _numpy(h.real if h.is_complex() else h), None if c is None else _numpy(c),
+                gates))
     return Record(ids, loss, predicted, predicted_p, layers, bidirectional, restart)
 
 
@@ -371,7 +376,9 @@ def _gradients(model, ids, positions, W, mode, rec: Record, progress, note: str 
 
 def default_positions(T: int, most: int | None) -> list[int]:
     """Every s = 1 .. T − 1 when there are at most ``most`` (None: no limit), else every k-th
-    (s = k, 2k, ...), k = ⌈(T − 1) / most⌉."""
+    (s = k, 2k, ...), k = ⌈(T − 1) / most⌉; none for ``most`` = 0."""
+    if most == 0:
+        return []
     if most is None or T - 1 <= most:
         return list(range(1, T))
     k = math.ceil((T - 1) / max(1, most))
