@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_report import external_refs  # every link out of a page
 from torch import nn
 
 import rnnlab
@@ -39,12 +40,6 @@ def page_data(html: str) -> dict:
 
 def f32(b64: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(b64), dtype="<f4")
-
-
-def external_refs(html: str) -> list[str]:
-    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", html, flags=re.I)
-    refs += re.findall(r"url\(\s*['\"]?([^'\")]+)", html, flags=re.I)
-    return [r for r in refs if not (r.startswith("data:") or r.startswith("#"))]
 
 
 @pytest.fixture(scope="module")
