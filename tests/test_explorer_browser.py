@@ -136,8 +136,10 @@ def test_panel_shows_the_gradient_rnnlab_trace_records(setup):
 
 
 def top_units(h, a, b, k):
+    """(departure d, in standard deviations z, the k units of largest |z|) of the span [a, b]."""
     d = h[a: b + 1].mean(0) - h.mean(0)
-    return d, sorted(range(h.shape[1]), key=lambda j: (-abs(d[j]), j))[:k]
+    z = d / h.std(0)
+    return d, z, sorted(range(h.shape[1]), key=lambda j: (-abs(z[j]), j))[:k]
 
 
 def test_a_selected_span_lists_the_top_units(setup):
@@ -156,15 +158,16 @@ def test_a_selected_span_lists_the_top_units(setup):
     assert page.locator(".tok.span").count() == b - a + 1
     listed = [int(x) for x in page.eval_on_selector_all("#units-list li",
                                                          "ls => ls.map(l => l.dataset.unit)")]
-    d, best = top_units(h, a, b, K)
-    err = 2 * (h.max(0) - h.min(0)) / 510  # what one byte per value can move a mean by
-    order = sorted(abs(d), reverse=True)
+    d, z, best = top_units(h, a, b, K)
+    err = (h.max(0) - h.min(0)) / 510  # what one byte per value can move a value (or mean) by
+    zerr = 4 * err / h.std(0)  # ... and a departure in standard deviations
+    order = sorted(abs(z), reverse=True)
     for j in listed:  # each listed unit is among the top K, up to quantisation
-        assert abs(d[j]) >= order[K - 1] - 2 * err.max()
+        assert abs(z[j]) >= order[K - 1] - zerr[j] - zerr[best[K - 1]]
     assert listed[0] == best[0] and len(listed) == K
     shown = [float(x) for x in page.eval_on_selector_all("#units-list li",
                                                          "ls => ls.map(l => l.dataset.score)")]
-    np.testing.assert_allclose(shown, d[listed], atol=2 * err.max())
+    np.testing.assert_allclose(shown, z[listed], atol=zerr.max())
     # the other spans where they are on: every listed unit beyond half its departure there
     for li in page.locator("#matches li").all():
         x, y = int(li.get_attribute("data-start")), int(li.get_attribute("data-end"))

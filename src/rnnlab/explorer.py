@@ -40,11 +40,11 @@ from torch import nn
 
 from . import files, stepwise
 from .errors import UserError
+from .telemetry import SIGMOID_GATES
 
 WINDOW = 256        # steps before s whose saliency is computed
 POSITIONS = 512     # positions s offered for the saliency, at most (every k-th beyond)
 MAX_UNSEEN = 0.10   # a text with more of its tokens unseen is refused (as ``rnnlab evaluate``)
-SIGMOID = frozenset({"i", "f", "o", "r", "z"})
 
 
 # ---- tokens ----------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ def dequantise(q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 def _kind(name: str, layer: stepwise.LayerStates) -> str:
     """The colour scale of a quantity: "unit" (σ, 0..1), "signed" (tanh-like, −1..1) or
     "free" (c_t, the LRU's state, a relu RNN's h: symmetric around 0 by its largest |v|)."""
-    if name in SIGMOID:
+    if name in SIGMOID_GATES:
         return "unit"
     if name == "c" or layer.mode == "LRU" or (name == "h" and layer.nonlinearity == "relu"):
         return "free"
