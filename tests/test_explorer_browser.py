@@ -73,7 +73,8 @@ def setup(tmp_path_factory):
             page.wait_for_function("document.documentElement.dataset.ready", timeout=30000)
             assert page.evaluate("document.documentElement.dataset.ready") == "1", \
                 page.inner_text("#status")
-            yield {"page": page, "model": model, "ids": tok.encode(text), "errors": errors}
+            yield {"page": page, "model": model, "ids": tok.encode(text), "errors": errors,
+                   "context": ctx, "dir": path.parent}
         finally:
             ctx.close()
 
@@ -211,3 +212,38 @@ def test_keyboard_alone(setup):
     page.keyboard.press("?")
     assert page.is_visible("#help")
     assert not setup["errors"]
+
+
+@pytest.mark.parametrize("backbone", ["rnn", "gru", "mingru", "lru", "bidirectional"])
+def test_every_kind_of_layer_opens_and_answers(setup, backbone):
+    """Each layer kind's page (its own gates, or none; the LRU's free-range state; a
+    bidirectional model's full-length rows) opens without a script error and answers keys."""
+    torch.manual_seed(1)
+    text = shakespeare_text()[:50]
+    tok_ = CharTokenizer.from_text(text)
+    if backbone == "bidirectional":
+        model = CharLM(tok_.vocab_size)
+        model.lstm = nn.GRU(6, 4, bidirectional=True, batch_first=True)
+        model.head = nn.Linear(8, tok_.vocab_size)
+    else:
+        model = rnnlab.models.build("lm", vocab_size=tok_.vocab_size, backbone=backbone,
+                                    hidden_size=4, num_layers=2)
+    path = rnnlab.explore(model, tok_, text, setup["dir"] / f"{backbone}.html", window=8)
+    page = setup["context"].new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(path.as_uri())
+        page.wait_for_function("document.documentElement.dataset.ready", timeout=30000)
+        assert page.evaluate("document.documentElement.dataset.ready") == "1"
+        n = page.locator("#layer option").count()
+        assert n == 2  # two layers, or two directions
+        tok(page, 30).click()
+        for key in ("s", "l", "h", "]", "ArrowUp", "m", "Shift+ArrowRight", "Shift+ArrowRight"):
+            page.keyboard.press(key)
+        tok(page, 20).hover()
+        assert page.locator("#units-list li").count() == 4  # (the span units box: 5 > 4 units)
+        assert page.locator("#grad-chart path").count() >= n
+        assert not errors
+    finally:
+        page.close()
