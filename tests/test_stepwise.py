@@ -199,5 +199,6 @@ def test_user_errors():
 def test_default_positions():
     assert stepwise.default_positions(5, 10) == [1, 2, 3, 4]
     assert stepwise.default_positions(5, None) == [1, 2, 3, 4]
+    assert stepwise.default_positions(5, 0) == []
     assert stepwise.default_positions(101, 10) == list(range(10, 101, 10))
     assert stepwise.default_positions(1001, 512) == list(range(2, 1001, 2))

@@ -2,7 +2,7 @@
 
     rnnlab.explore(model, tokenizer, text, "page.html")   # a model of your own
     explore_run("runs/shakespeare-lstm-…", out="page.html")  # a trained run (rnnlab explore)
-    page_for_run(run_dir)                                   # a small page for a study's report
+    page_for_run(run_dir)    # a small page (about 1 MB) for a report to link, or None
 
 The page shows the text one element per token, coloured by a chosen quantity: one unit's h_t
 or c_t, a gate (one unit, or the mean over the units), the model's loss at the token
@@ -163,7 +163,8 @@ def page_data(rec: stepwise.Record, grads: stepwise.Gradients | None, tokens: li
 def render(data: dict, title: str) -> str:
     """The page: the template with the data inline (every "<" escaped inside the JSON)."""
     template = resources.files("rnnlab").joinpath("templates/explorer.html").read_text("utf-8")
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    payload = json.dumps(files.jsonable(data), ensure_ascii=False, separators=(",", ":"),
+                         allow_nan=False)  # (a non-finite number would be null)
     payload = payload.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace(
         "\u2029", "\\u2029")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
