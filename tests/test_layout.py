@@ -6,9 +6,10 @@ from pathlib import Path
 import rnnlab
 
 SRC = Path(rnnlab.__file__).parent
-# DESIGN.md: cells ← engine ← stack ← layers ← models ← train ← runs ← studies ← report ← cli
-ORDER = ["cells", "engine", "stack", "layers", "models", "train", "runs", "studies", "report",
-         "cli"]
+# DESIGN.md: cells ← engine ← stack ← layers ← models ← train ← runs ← studies ← report ← cli;
+# the explorer (stepwise ← explorer ← its command) reads runs and is linked by reports
+ORDER = ["cells", "engine", "stack", "layers", "models", "train", "runs", "stepwise", "explorer",
+         "studies", "report", "cli_explore", "cli"]
 MAX_LINES = 500
 
 

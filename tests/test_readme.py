@@ -6,7 +6,8 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_python_blocks_run():
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # what the tour writes (the explorer's page) stays out of the way
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 4
     code = "\n".join(blocks)
@@ -16,3 +17,4 @@ def test_readme_python_blocks_run():
     tr = namespace["tr"]
     assert tr.grad_h.shape == (4, 50)  # 2 layers x 2 directions, T = 50
     assert namespace["history"].records
+    assert (tmp_path / namespace["page"]).is_file()

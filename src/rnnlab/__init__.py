@@ -18,15 +18,18 @@ from .minrnn import MinGRU, MinLSTM
 __version__ = "0.1.0"
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "LRU",
-           "UserError", "trace", "convert", "__version__"]
+           "UserError", "trace", "convert", "explore", "__version__"]
 
 
 def __getattr__(name):
-    """``rnnlab.trace``, and every submodule (``rnnlab.models``, ...) on first use."""
+    """``rnnlab.trace``, ``rnnlab.convert``, ``rnnlab.explore``, and every submodule
+    (``rnnlab.models``, ...) on first use."""
     if name == "trace":
         return importlib.import_module(".telemetry", __name__).trace
     if name == "convert":
         return importlib.import_module(".interop", __name__).convert
+    if name == "explore":
+        return importlib.import_module(".explorer", __name__).explore
     try:
         return importlib.import_module(f".{name}", __name__)
     except ModuleNotFoundError as e:

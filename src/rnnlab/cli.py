@@ -421,6 +421,12 @@ def inspect_cmd(path: str, text: str | None, seq_len: int, batch_size: int, seed
     if not no_figures and res["run_dir"] is None:
         click.echo("figures: none written (the checkpoint is not inside a run directory)")
 
+# ---- explore (rnnlab.explorer) ----------------------------------------------------------
+
+from .cli_explore import explore_cmd  # noqa: E402  (its own file: the page's many options)
+
+main.add_command(explore_cmd)
+
 # ---- study (rnnlab.studies) ----------------------------------------------------------------
 
 @main.command("study")
