@@ -159,8 +159,7 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
         claims += scan_claims(runs, seeds, lengths)
         tables.append(scan_table(runs, lengths))
         figures.append(("scan_ratio_vs_length", plots.plot_panels(
-            [scan_panel(runs, lengths, _curve)], title="minGRU, minLSTM and the LRU: the "
-            f"state's first-token gradient ({len(seeds)} seeds)"),
+            [scan_panel(runs, lengths, _curve)], title=f"Scan recurrences ({len(seeds)} seeds)"),
             "The three closed-form rows (|λ|, 1 − z, f' all 0.9) lie on the dashed 0.9^(T−1) "
             "line: a diagonal recurrence multiplies the adjoint by its coefficient and nothing "
             "else. At default init minGRU's and minLSTM's gates sit near ½, so their state "

@@ -94,6 +94,6 @@ def scan_panel(runs: Runs, lengths: list[int], curve) -> dict:
         c = curve(runs, arm, "state_first_last")
         if c is not None:
             series[name] = {"x": lengths, "y": c["y"], "runs": c["rows"]}
-    return {"title": "scan recurrences (state adjoint)", "series": series, "logy": True,
+    return {"title": "first-token gradient of the state", "series": series, "logy": True,
             "overlays": {"0.9^(T−1)": (lengths, [R ** (T - 1) for T in lengths])},
             "xlabel": "sequence length T", "ylabel": "‖∂L/∂h_1‖ / ‖∂L/∂h_T‖"}

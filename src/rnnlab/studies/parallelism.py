@@ -32,6 +32,7 @@ from ..attention import MultiHeadSelfAttention
 from ..seeding import fingerprint, seed_everything
 from .common import pick, sig, specs
 from .parallelism_claims import summarise as summarise  # the claims, tables and figures
+from .parallelism_scan import time_scan
 
 NAME = "parallelism"
 SEEDS = {"quick": 2, "default": 3, "full": 5}
@@ -112,11 +113,17 @@ def plan(profile: str, seeds: list[int]):
                            full=[16, 32, 64, 128, 256, 512, 1024, 2048, 4096]),
            "d": pick(profile, quick=32, default=64), "B": pick(profile, quick=4, default=8),
            "repeats": pick(profile, quick=2, default=3, full=5)}
-    return specs(NAME, profile, seeds, {"timing": cfg},
-                 pick(profile, quick=0.8, default=12, full=45))  # CPU s per run
+    scan = {"scan_lengths": pick(profile, quick=[64, 256, 1024], default=[128, 1024, 4096]),
+            "scan_d": pick(profile, quick=32, default=64), "scan_B": 4,
+            "repeats": cfg["repeats"]}
+    return specs(NAME, profile, seeds, {"timing": cfg, "scan": scan},
+                 {"timing": pick(profile, quick=0.8, default=12, full=45),  # CPU s per run
+                  "scan": pick(profile, quick=0.8, default=10, full=12)})
 
 
 def run_one(spec) -> dict:
+    if spec.arm == "scan":
+        return time_scan(spec, fastest, fwd_bwd, _Attention)
     s = spec.settings
     seed_everything(spec.seed)
     g = torch.Generator().manual_seed(spec.seed)
