@@ -247,4 +247,6 @@ def _telemetry(runs: Runs, b: dict) -> list:
              "scale for all). Read each row from right to left: how far back the gradient "
              "reaches at that point of training. Compare the left part of the panels as "
              "training goes on: where an LSTM learns to hold its forget gates open the early "
-             "columns brighten; the vanilla RNN's stay orders of magnitude darker.")]
+             "columns brighten, suddenly, at about the step where that run's validation MSE drops "
+             "(compare the learning curves; on a given seed bias 1 need not be the first); the "
+             "vanilla RNN's early columns stay many orders of magnitude darker throughout.")]
