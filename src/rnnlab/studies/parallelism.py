@@ -113,7 +113,7 @@ def plan(profile: str, seeds: list[int]):
                            full=[16, 32, 64, 128, 256, 512, 1024, 2048, 4096]),
            "d": pick(profile, quick=32, default=64), "B": pick(profile, quick=4, default=8),
            "repeats": pick(profile, quick=2, default=3, full=5)}
-    scan = {"scan_lengths": pick(profile, quick=[64, 256, 1024], default=[128, 1024, 4096]),
+    scan = {"scan_lengths": pick(profile, quick=[32, 128, 512], default=[128, 1024, 4096]),
             "scan_d": pick(profile, quick=32, default=64), "scan_B": 4,
             "repeats": cfg["repeats"]}
     return specs(NAME, profile, seeds, {"timing": cfg, "scan": scan},
