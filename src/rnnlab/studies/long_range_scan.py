@@ -66,14 +66,18 @@ def scan_claims(runs: Runs, seeds: list[int]) -> list:
         cens = budget + (step[1] - step[0] if len(step) > 1 else 0)  # unsolved: just past it
         a = runs.values(arm, "steps_to_solve", seeds)
         b = runs.values(lstm, "steps_to_solve", seeds)
-        ok_a = [x is not None for x in runs.values(arm, lambda r: r.get("final"), seeds)]
+        ran = lambda a_: [x is not None for x in runs.values(a_, lambda r: r.get("final"),
+                                                                 seeds)]
+        ok_a, ok_b = ran(arm), ran(lstm)
         diff = [None if not ok else (x or cens) - (y or cens)
                 for x, y, ok in zip(a, b, ok_a, strict=True)]
         unsolved = [s for s, x, ok in zip(seeds, a, ok_a, strict=True) if ok and x is None]
         rate = {"m": rate_measurement([None if not ok else x is not None
                                        for x, ok in zip(a, ok_a, strict=True)], seeds),
-                "lstm": rate_measurement([None if r is None else r is not None for r in b],
-                                         seeds)}
+                "lstm": rate_measurement([None if not ok else x is not None
+                                          for x, ok in zip(b, ok_b, strict=True)], seeds)}
+        lstm_open = [s for s, x, y, ok in zip(seeds, b, a, ok_b, strict=True)
+                     if ok and x is None and y is not None]  # a bound where the model solved
         out.append(claim(
             f"{m}_adding_fewer_steps", f"{who} solves adding at T = {T} (val MSE ≤ 0.05) in "
             f"fewer steps than the LSTM on the same seeds and batches (budget {budget} steps).",
@@ -88,7 +92,10 @@ def scan_claims(runs: Runs, seeds: list[int]) -> list:
                  f"(Wilson {brief(rate['m'])}), LSTM {rate['lstm']['k']}/{rate['lstm']['n']} "
                  f"(Wilson {brief(rate['lstm'])}); steps to solve {who}: "
                  + ", ".join("—" if x is None else str(x) for x in a) + "; LSTM: "
-                 + ", ".join("—" if x is None else str(x) for x in b)))
+                 + ", ".join("—" if x is None else str(x) for x in b)
+                 + (f"; the LSTM did not solve it on seed(s) {', '.join(map(str, lstm_open))}: "
+                    f"counted as {cens} steps, so the difference there is a bound (at least "
+                    "that many fewer)" if lstm_open else "")))
     return out
 
 
