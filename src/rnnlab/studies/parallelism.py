@@ -115,6 +115,7 @@ def plan(profile: str, seeds: list[int]):
            "repeats": pick(profile, quick=2, default=3, full=5)}
     scan = {"scan_lengths": pick(profile, quick=[32, 128, 512], default=[128, 1024, 4096]),
             "scan_d": pick(profile, quick=32, default=64), "scan_B": 4,
+            "budget_s": pick(profile, quick=0.02, default=0.3),  # repeat while under it
             "repeats": cfg["repeats"]}
     return specs(NAME, profile, seeds, {"timing": cfg, "scan": scan},
                  {"timing": pick(profile, quick=0.8, default=12, full=45),  # CPU s per run

@@ -62,7 +62,7 @@ def time_scan(spec, fastest, fwd_bwd, attention) -> dict:
     for T in s["scan_lengths"]:
         x = torch.randn(B, T, d, generator=g)
         for k, m in layers.items():
-            times[k].append(fastest(fwd_bwd(m, x), s["repeats"]))
+            times[k].append(fastest(fwd_bwd(m, x), s["repeats"], s["budget_s"]))
     L = s["scan_lengths"]
     per_token = {k: [t / (B * T) for t, T in zip(v, L, strict=True)] for k, v in times.items()}
     return {"init_fingerprint": fp, "scan_lengths": L, "scan_width": d, "scan_batch": B,
