@@ -17,7 +17,10 @@ instead of one large one. Measured per seed (a seed is one repetition on fresh i
 2. forward + backward of one LSTM layer, one causal single-head self-attention layer and one
    feed-forward layer (Linear + tanh), width 64, batch 8, for growing T: log-log slopes (1:
    linear, 2: quadratic). Every time is the CPU time of the fastest of several repeats after a
-   warm-up (one thread: the call's own cost, whatever else the machine runs).
+   warm-up (one thread: the call's own cost, whatever else the machine runs);
+3. the ``scan`` arm (``parallelism_scan.py``): minGRU's parallel scan against the same layer's
+   step loop and one attention layer, forward + backward at T = 128, 1024, 4096, per token, with
+   FLOPs counted; on one thread the scan's O(log T) depth cannot show, only its vectorisation.
 """
 
 from __future__ import annotations
