@@ -61,7 +61,7 @@ def test_a_failed_run_is_recorded_and_the_others_are_kept(tmp_path, monkeypatch)
     doc = studies.run("forget-bias", profile="quick", out=tmp_path, workers=1)
     failed = [r for r in doc["runs"] if r["status"] == "failed"]
     assert len(failed) == 1 and "RuntimeError: boom" in failed[0]["error"]
-    assert sum(r["status"] == "ok" for r in doc["runs"]) == 3
+    assert sum(r["status"] == "ok" for r in doc["runs"]) == 4  # 2 arms × 2 seeds + the RNN
     touched = [c for c in doc["claims"] if "bias-1" in c["arms"]]
     assert touched and all(c["verdict"] == "inconclusive" and "boom" in c["why"]
                            for c in touched)

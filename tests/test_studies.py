@@ -173,3 +173,107 @@ def test_params_study_runs(tmp_path):
     doc = studies.run("params", profile="quick", out=tmp_path, workers=1)
     assert all(c["verdict"] == "holds" for c in doc["claims"])
     assert (tmp_path / "figures" / "param_counts.png").is_file()
+
+
+# -- the scan recurrences' rows (issue 18, item 5) --------------------------------------------
+def _spec(study, arm, settings, seed=0, profile="quick"):
+    from rnnlab.studies.executor import RunSpec
+
+    return RunSpec(study, arm, seed, profile, settings, 1.0)
+
+
+@pytest.mark.parametrize("arm", ["lru-theory", "mingru-theory", "minlstm-theory"])
+def test_scan_closed_forms_match(arm):
+    """Constant diagonal coefficient of modulus 0.9: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ = 0.9^(T−1)."""
+    model, setting = gradflow.ARMS[arm]
+    r = gradflow.run_one(_spec("gradflow", arm, {"model": model, "setting": setting,
+                                                 "lengths": [5, 20, 60], "B": 4}))
+    assert r["max_rel_err"] < 1e-6
+    for T, v in zip(r["lengths"], r["state_first_last"], strict=True):
+        assert v == pytest.approx(0.9 ** (T - 1), rel=1e-5)  # stored to 6 significant digits
+    if arm == "lru-theory":
+        assert r["lambda_abs"] == pytest.approx([0.9, 0.9], rel=1e-9)
+
+
+def test_lru_ring_keeps_gradient_and_shares_the_draw():
+    kw = {"lengths": [5, 50], "B": 4}
+    ring = gradflow.run_one(_spec("gradflow", "lru-ring", {"model": "lru", "setting": "ring",
+                                                           **kw}))
+    lo, hi = ring["lambda_abs"]
+    assert 0.9 <= lo <= hi <= 0.999
+    assert ring["state_first_last"][-1] > 0.999 ** 49 * 1e-3  # far from 0.5^49
+    a = gradflow.run_one(_spec("gradflow", "mingru-theory", {"model": "mingru",
+                                                             "setting": "theory", **kw}))
+    b = gradflow.run_one(_spec("gradflow", "mingru-default", {"model": "mingru",
+                                                              "setting": "default", **kw}))
+    assert a["init_fingerprint"] == b["init_fingerprint"]  # paired: the same draw
+
+
+def _runs(arm_values: dict):
+    from rnnlab.studies.common import Runs
+
+    return Runs([{"arm": a, "seed": s, "status": "ok", **r} for a, per in arm_values.items()
+                 for s, r in enumerate(per)])
+
+
+def _adding(steps, solved):
+    return {"steps_to_solve": solved, "final": 0.01 if solved else 0.16,
+            "curve": {"step": list(range(100, steps + 1, 100)), "val": []}}
+
+
+@pytest.mark.parametrize("model_steps, verdict", [([300, 400, 500], "holds"),
+                                                  ([900, 1000, 950], "does not hold"),
+                                                  ([300, None, 500], "inconclusive")])
+def test_adding_fewer_steps_three_verdicts(model_steps, verdict):
+    from rnnlab.studies.long_range_scan import scan_claims
+
+    runs = _runs({"adding-T100-lstm": [_adding(1000, x) for x in (600, 700, 800)],
+                  "adding-T100-mingru": [_adding(1000, x) for x in model_steps]})
+    (c,) = scan_claims(runs, [0, 1, 2])
+    assert c.id == "mingru_adding_fewer_steps" and c.verdict == verdict
+    assert verdict == "holds" or c.why
+
+
+@pytest.mark.parametrize("ratios, verdict", [((1.0, 1.05, 0.95), "holds"),
+                                             ((3.0, 3.3, 2.8), "does not hold"),
+                                             ((0.5, 1.4, 3.0), "inconclusive")])
+def test_scan_per_token_three_verdicts(ratios, verdict):
+    from rnnlab.studies.parallelism_claims import scan_part
+
+    def run(g):
+        return {"scan_lengths": [128, 4096], "scan_width": 8, "scan_batch": 2,
+                "per_token_us": {k: [1.0, g] for k in ("scan", "loop", "attention")},
+                "scan_s": {k: [1e-3, 2e-3] for k in ("scan", "loop", "attention")},
+                "flops_per_token": {k: [1.0, 1.0] for k in ("scan", "loop", "attention")}}
+
+    claims, figures, tables, _ = scan_part(_runs({"scan": [run(g) for g in ratios]}), [0, 1, 2])
+    assert claims[0].id == "scan_per_token_flat" and claims[0].verdict == verdict
+    assert figures and tables
+
+
+def test_scan_flops_closed_form():
+    from rnnlab.studies.parallelism_scan import flops_per_token
+
+    d, T = 64, 1024
+    assert flops_per_token("loop", d, T) == 3 * 2 * 2 * d * d + 2 * 2 * d
+    assert flops_per_token("attention", d, 2 * T) - flops_per_token("attention", d, T) \
+        == 3 * 4 * T * d  # the T-dependent part: QKᵀ and AV, 2·2·T·d per query
+
+
+def test_quick_new_rows(quick_all):
+    out, _ = quick_all
+    ids = lambda name: {c["id"]: c for c in json.loads(
+        (out / name / "results.json").read_text())["claims"]}
+    gf = ids("gradflow")
+    for cid in ("lru_closed_form", "mingru_closed_form", "minlstm_closed_form",
+                "lru_ring_no_vanish", "lru_ring_vs_rnn"):
+        assert gf[cid]["verdict"] in VERDICTS
+    assert gf["lru_closed_form"]["verdict"] == "holds"  # deterministic: no budget involved
+    assert {"mingru_adding_fewer_steps", "lru_adding_fewer_steps"} <= set(ids("long-range"))
+    assert "scan_per_token_flat" in ids("parallelism")
+    race = json.loads((out / "race" / "results.json").read_text())
+    assert {"mingru", "lru"} <= {r["arm"] for r in race["runs"]}
+    fb = json.loads((out / "forget-bias" / "results.json").read_text())
+    assert "figures/telemetry_heatmaps.png" in {f["path"] for f in fb["figures"]}
+    traced = [r for r in fb["runs"] if r.get("telemetry")]
+    assert {r["arm"] for r in traced} == {"bias-0", "bias-1", "rnn-telemetry"}

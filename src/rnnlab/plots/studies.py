@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 _STYLE = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green",
           "attention-3l": "tab:pink", "attention": "tab:purple", "feedforward": "tab:gray",
-          "bilstm": "tab:cyan"}
+          "bilstm": "tab:cyan", "mingru": "tab:orange", "minlstm": "gold", "lru": "teal"}
 # reference lines (theory, baselines, targets): each its own colour and dash pattern
 _REFS = [("black", "--"), ("tab:brown", "-."), ("tab:olive", ":"), ("dimgray", (0, (6, 2, 1, 2))),
          ("tab:cyan", (0, (1, 1)))]

@@ -39,6 +39,8 @@ from ..seeding import fingerprint, seed_everything
 from .common import pick, sig, specs
 from .gradflow_claims import DEMO_T, T_CURVE
 from .gradflow_claims import summarise as summarise  # the claims, tables and figures
+from .gradflow_scan import ARMS as SCAN_ARMS
+from .gradflow_scan import run_scan, state_ratio
 from .stats import decay_factor, loglog_slope
 
 NAME = "gradflow"
@@ -68,7 +70,7 @@ ARMS = {"rnn-theory": ("rnn", "theory"), "lstm-theory": ("lstm", "theory"),
         "gru-theory": ("gru", "theory"), "attention-1l": ("attention", "theory"),
         "attention-3l": ("attention-3l", "theory"), "rnn-default": ("rnn", "default"),
         "lstm-default": ("lstm", "default"), "gru-default": ("gru", "default"),
-        "lstm-stack": ("lstm-stack", "default")}
+        "lstm-stack": ("lstm-stack", "default"), **SCAN_ARMS}
 
 
 def plan(profile: str, seeds: list[int]):
@@ -257,6 +259,10 @@ def stack_grads(T: int, B: int, seed: int, layers: int = 3) -> tuple[list, float
 def run_one(spec) -> dict:
     s, seed = spec.settings, spec.seed
     lengths, B = s["lengths"], s["B"]
+    if s["model"] in ("mingru", "minlstm", "lru"):
+        out = run_scan(spec, H, DT, _inputs, _head, input_grads, ratios)
+        return {k: v if k in ("init_fingerprint", "lengths") else [sig(x, 6) for x in v]
+                if isinstance(v, list) else sig(v, 4) for k, v in out.items()}
     if s["model"] == "lstm-stack":
         grads, diff, fp = stack_grads(s["T_stack"], B, seed)
         return {"init_fingerprint": fp, "T": s["T_stack"], "grad_h": grads,
@@ -283,6 +289,9 @@ def run_one(spec) -> dict:
     if s["setting"] == "theory":
         hops = attention_hops if s["model"].startswith("attention") else path_length
         out["path_length"] = [hops(model, T, seed) for T in lengths]
+    if s["model"] == "rnn":  # ‖∂L/∂h_1‖/‖∂L/∂h_T‖, beside the scan layers' state ratio
+        out["state_first_last"] = [sig(state_ratio(model.core, head, *_inputs(B, T, seed)), 4)
+                                   for T in lengths]
     if s["setting"] == "default" and s["model"] in ("rnn", "lstm"):
         out["demo_ratio"] = sig(demo_ratio(s["model"], seed, B), 4)
     return out

@@ -27,6 +27,7 @@ from ..seeding import fingerprint
 from ..train import fit
 from .common import CpuClock, pick, sig, specs
 from .long_range_claims import summarise as summarise  # the claims, tables and figures
+from .long_range_scan import solve_target, solved_at
 
 NAME = "long-range"
 SEEDS = {"quick": 1, "default": 3, "full": 5}
@@ -47,8 +48,17 @@ INTRO = {
 
 def budget(profile: str) -> dict:
     """The full profile trains long enough to decide what the default cannot (adding at
-    T = 100: 5000 steps; copy: 4000), on more seeds; it changes nothing else."""
+    T = 100: 5000 steps; copy: 4000), on more seeds; it changes nothing else. The scan
+    recurrences (minGRU, the LRU) run adding at the longest T in every profile; copy memory and
+    selective copy (with an LSTM beside them) only in ``quick`` (the plumbing) and ``full``: the
+    default's ≤ 10 minutes on two cores cannot hold them at a budget that decides anything.
+    They stop once solved (``long_range_scan.SOLVE``), which changes no step count."""
     return {
+        "scan_models": ["mingru", "lru"],
+        "scan_copy": pick(profile, quick=True, default=False, full=True),
+        "selective": pick(profile, quick={"length": 12, "tokens": 2, "steps": 40},
+                          default=None,
+                          full={"length": 64, "tokens": 8, "steps": 3000}),
         "adding_T": pick(profile, quick=[10], default=[25, 50, 100]),
         "adding_steps": pick(profile, quick={"10": 40},
                              default={"25": 1000, "50": 1000, "100": 2000},
@@ -85,6 +95,24 @@ def plan(profile: str, seeds: list[int]):
                                "steps": b["review_steps"]}
         cost[f"review-{m}"] = 0.5 if quick else b["review_steps"] * (10, 20, 38)[
             ("rnn", "lstm", "bilstm").index(m)] / 1000
+    scan_ms = {"lstm": 9, "mingru": 11, "lru": 10}  # ms per step, selective copy, 1 thread
+    for m in b["scan_models"]:
+        T = b["adding_T"][-1]
+        arms[f"adding-T{T}-{m}"] = {"task": "adding", "T": T, "model": m,
+                                    "steps": b["adding_steps"][str(T)], "stop": True}
+        cost[f"adding-T{T}-{m}"] = 0.4 if quick else b["adding_steps"][str(T)] * 0.01
+        if b["scan_copy"]:
+            T = b["copy_T"][-1]
+            arms[f"copy-T{T}-{m}"] = {"task": "copy", "T": T, "model": m,
+                                      "steps": b["copy_steps"], "stop": True}
+            cost[f"copy-T{T}-{m}"] = 0.4 if quick else b["copy_steps"] * 0.009
+    sel = b["selective"]
+    for m in ("lstm", *b["scan_models"]) if sel else ():
+        arms[f"selective-L{sel['length']}-{m}"] = {"task": "selective-copy", "model": m,
+                                                   "T": sel["length"], "tokens": sel["tokens"],
+                                                   "steps": sel["steps"], "stop": True}
+        cost[f"selective-L{sel['length']}-{m}"] = 0.4 if quick else sel["steps"] * scan_ms[
+            m] / 1000
     common = {k: b[k] for k in ("hidden", "review_hidden", "eval_every", "eval_batches", "lr",
                                 "review_lengths")}
     return specs(NAME, profile, seeds, {a: {**common, **s} for a, s in arms.items()}, cost)
@@ -97,8 +125,9 @@ def run_one(spec) -> dict:
         task = build_task("classify", length=L[-1], min_length=L[0])
         hidden, extra = s["review_hidden"], {"bidirectional": s["bidirectional"]}
     else:
-        task = (build_task("adding", length=s["T"]) if s["task"] == "adding"
-                else build_task("copy", delay=s["T"]))
+        task = (build_task("adding", length=s["T"]) if s["task"] == "adding" else
+                build_task("selective-copy", length=s["T"], tokens=s["tokens"])
+                if s["task"] == "selective-copy" else build_task("copy", delay=s["T"]))
         hidden, extra = s["hidden"], {}
     shared = {}
 
@@ -107,16 +136,20 @@ def run_one(spec) -> dict:
         shared["fingerprint"] = fingerprint(m)
         return m
 
+    metric, target = solve_target(s["task"], task.baseline)
+    stop = {"target": target, "target_metric": metric} if s.get("stop") else {}
     hist = fit(build, task, steps=s["steps"], batch_size=32, lr=s["lr"], clip=1.0,
                eval_every=s["eval_every"], eval_batches=s["eval_batches"], seed=spec.seed,
-               callbacks=[CpuClock()])
-    metric = {"adding": "mse", "copy": "loss", "review": "acc"}[s["task"]]
+               callbacks=[CpuClock()], **stop)
+    metric = {"adding": "mse", "copy": "loss", "review": "acc",
+              "selective-copy": "dep_acc"}[s["task"]]
     ev = hist.evals
     out = {"init_fingerprint": shared["fingerprint"], "baseline": sig(task.baseline, 4),
            "final": sig(hist.final.get(metric), 4), "stopped": hist.stopped,
            "curve": {"step": [r["step"] for r in ev],
                      "val": [sig(r.get(f"val_{metric}"), 4) for r in ev]}}
-    if s["task"] == "copy":
+    out["steps_to_solve"] = solved_at(out["curve"], s["task"], out["baseline"])
+    if s["task"] in ("copy", "selective-copy"):
         out["final_dep_acc"] = sig(hist.final.get("dep_acc"), 4)
     if s["task"] == "review":
         out["acc_by_length"] = {}

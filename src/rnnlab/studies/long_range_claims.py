@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import plots
 from .claims import HOLDS, above, below, brief, claim, judge, source
 from .common import Runs, Summary, table
+from .long_range_scan import scan_claims, scan_table, selective_figure
 from .stats import measurement
 
 MARGIN = 0.9  # "beats the baseline": final validation loss < 0.9 × baseline
@@ -123,7 +124,12 @@ def summarise(runs: Runs, profile: str, seeds: list[int]) -> Summary:
                                  "random position behind a marker, so neither end holds it",
                      "explanation": "the claim is about memory over long inputs, not about "
                                     "which end of the review the cue is nearest"}))
-    return Summary(claims, _figures(runs, Ta, Tc, L, seeds), _tables(runs, Ta, Tc, L, seeds),
+    claims += scan_claims(runs, seeds)
+    figures, tables = _figures(runs, Ta, Tc, L, seeds), _tables(runs, Ta, Tc, L, seeds)
+    extra = scan_table(runs, seeds), selective_figure(runs)
+    tables += [extra[0]] if extra[0] else []
+    figures += [extra[1]] if extra[1] else []
+    return Summary(claims, figures, tables,
                    [f"'Beats the baseline': final validation loss < {MARGIN:g} × the memoryless "
                     "baseline (adding 1/6 MSE; copy 10·ln 8/(T+20) nats).",
                     "A negative claim (the RNN stays at the baseline) needs the positive control "
@@ -152,7 +158,7 @@ def _figures(runs: Runs, Ta, Tc, L, seeds):
     for kind, Ts in (("adding", Ta), ("copy", Tc)):
         for T in Ts:
             series, base = {}, None
-            for m in ("rnn", "lstm", "gru", "attention"):
+            for m in ("rnn", "lstm", "gru", "attention", "mingru", "lru"):
                 ok = list(runs.ok(f"{kind}-T{T}-{m}").values())
                 if ok:
                     base = ok[0]["baseline"]

@@ -17,7 +17,10 @@ instead of one large one. Measured per seed (a seed is one repetition on fresh i
 2. forward + backward of one LSTM layer, one causal single-head self-attention layer and one
    feed-forward layer (Linear + tanh), width 64, batch 8, for growing T: log-log slopes (1:
    linear, 2: quadratic). Every time is the CPU time of the fastest of several repeats after a
-   warm-up (one thread: the call's own cost, whatever else the machine runs).
+   warm-up (one thread: the call's own cost, whatever else the machine runs);
+3. the ``scan`` arm (``parallelism_scan.py``): minGRU's parallel scan against the same layer's
+   step loop and one attention layer, forward + backward at T = 128, 1024, 4096, per token, with
+   FLOPs counted; on one thread the scan's O(log T) depth cannot show, only its vectorisation.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from ..attention import MultiHeadSelfAttention
 from ..seeding import fingerprint, seed_everything
 from .common import pick, sig, specs
 from .parallelism_claims import summarise as summarise  # the claims, tables and figures
+from .parallelism_scan import time_scan
 
 NAME = "parallelism"
 SEEDS = {"quick": 2, "default": 3, "full": 5}
@@ -112,11 +116,18 @@ def plan(profile: str, seeds: list[int]):
                            full=[16, 32, 64, 128, 256, 512, 1024, 2048, 4096]),
            "d": pick(profile, quick=32, default=64), "B": pick(profile, quick=4, default=8),
            "repeats": pick(profile, quick=2, default=3, full=5)}
-    return specs(NAME, profile, seeds, {"timing": cfg},
-                 pick(profile, quick=0.8, default=12, full=45))  # CPU s per run
+    scan = {"scan_lengths": pick(profile, quick=[32, 128, 512], default=[128, 1024, 4096]),
+            "scan_d": pick(profile, quick=32, default=64), "scan_B": 4,
+            "budget_s": pick(profile, quick=0.02, default=0.3),  # repeat while under it
+            "repeats": cfg["repeats"]}
+    return specs(NAME, profile, seeds, {"timing": cfg, "scan": scan},
+                 {"timing": pick(profile, quick=0.8, default=12, full=45),  # CPU s per run
+                  "scan": pick(profile, quick=0.8, default=10, full=12)})
 
 
 def run_one(spec) -> dict:
+    if spec.arm == "scan":
+        return time_scan(spec, fastest, fwd_bwd, _Attention)
     s = spec.settings
     seed_everything(spec.seed)
     g = torch.Generator().manual_seed(spec.seed)

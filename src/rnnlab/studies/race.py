@@ -35,7 +35,7 @@ from ..losses import evaluate
 from ..seeding import fingerprint
 from ..train import fit
 from .common import CpuClock, generator, pick, set_forget_bias, sig, specs
-from .race_claims import LR, LR_GRID, MODELS, TARGET
+from .race_claims import ALL, LR, LR_GRID, TARGET
 from .race_claims import summarise as summarise  # the claims, tables and figures
 
 NAME = "race"
@@ -73,8 +73,9 @@ def budget(profile: str) -> dict:
 def plan(profile: str, seeds: list[int]):
     b = budget(profile)
     arms, cost = {}, {}
-    per_step = {"rnn": 5.5, "lstm": 5.5, "gru": 9, "attention": 11}  # ms per step, 1 thread
-    for m in MODELS:
+    per_step = {"rnn": 5.5, "lstm": 5.5, "gru": 9, "attention": 11, "mingru": 7,
+                "lru": 7}  # ms per step, 1 thread
+    for m in ALL:
         grid = LR_GRID if profile == "full" else [LR[m]]
         for lr in grid:
             name = m if len(grid) == 1 else f"{m}@{lr:g}"
