@@ -277,3 +277,17 @@ def test_quick_new_rows(quick_all):
     assert "figures/telemetry_heatmaps.png" in {f["path"] for f in fb["figures"]}
     traced = [r for r in fb["runs"] if r.get("telemetry")]
     assert {r["arm"] for r in traced} == {"bias-0", "bias-1", "rnn-telemetry"}
+
+
+def test_curves_never_draw_two_series_alike():
+    """Series whose names map to one colour (minGRU scan and minGRU loop) are told apart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from rnnlab import plots
+
+    series = {name: {"x": [1, 2], "y": [1.0, 2.0]}
+              for name in ("minGRU, parallel scan", "minGRU, sequential loop", "minGRU, third")}
+    fig = plots.plot_curves(series, title="", xlabel="", ylabel="")
+    looks = {(str(line.get_color()), str(line.get_linestyle())) for line in fig.axes[0].lines}
+    assert len(looks) == 3

@@ -46,8 +46,10 @@ def _draw(ax, p: dict) -> None:
         s = _series(s)
         xs, ys = list(s["x"]), _nan(s["y"])
         color = s.get("color") or _color(label)
-        if (color, s.get("style", "-")) in used:  # two series must never look alike
+        while (color, s.get("style", "-")) in used:  # two series must never look alike
             color = next(spare, None)
+            if color is None:
+                break
         used.add((color, s.get("style", "-")))
         line, = ax.plot(xs, ys, marker="o", ms=3, lw=1.6, label=label, color=color,
                         ls=s.get("style", "-"))

@@ -180,7 +180,7 @@ def scan_part(runs: Runs, seeds: list[int]):
     for k, label in (("scan", "minGRU, parallel scan"), ("loop", "minGRU, sequential loop"),
                      ("attention", "attention (1 layer)")):
         rows = [r["per_token_us"][k] for r in ok.values()]
-        series[label] = {"x": L, "runs": rows,
+        series[label] = {"x": L, "runs": rows, "style": "--" if k == "loop" else "-",
                          "y": [log_interval([r[i] for r in rows])[0] for i in range(len(L))]}
     fig = plots.plot_curves(series, title=f"Forward + backward time per token (B = {B}, "
                                           f"width {d}, one thread)", xlabel="sequence length T",
