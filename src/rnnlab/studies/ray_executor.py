@@ -1,0 +1,143 @@
+"""Study runs as Ray tasks: the same specs, on this machine's Ray or on a cluster.
+
+``RayExecutor(workers, address)`` (``rnnlab study ... --executor ray``) sends each run
+(study × arm × seed) as one Ray task (one CPU, one torch thread) that calls ``execute``:
+
+- no ``address``: a local Ray with ``workers`` CPUs (default: this machine's cores), started for
+  this map and shut down after it (also on Ctrl-C: no raylet, gcs_server or worker remains);
+- ``address="auto"`` or ``"ray://host:port"``: joins that cluster (left running); ``workers``,
+  when given, caps the tasks in flight, otherwise the cluster's CPUs set the pace;
+- a Ray already initialised in this process (a test, a notebook) is used as it is.
+
+A spec travels as plain data (a dict) and a result comes back to the driver, which alone writes
+files: a worker needs only ``pip install rnnlab[ray]`` (the data ships in the package), no shared
+file system. A task whose run fails (an exception) or whose worker is lost is retried once
+(``max_retries=1``), then becomes a failed result with the reason; the other runs go on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..errors import UserError
+from .executor import Executor, RunSpec, default_workers, failed
+
+INSTALL = "the ray executor needs Ray; install it with: pip install -e '.[ray]'"
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(INSTALL) from None
+    return ray
+
+
+class RunFailed(Exception):
+    """Raised in a worker for a failed run, so that Ray retries it; carries the result."""
+
+    def __init__(self, result: dict):
+        super().__init__(result.get("error", "run failed"))
+        self.result = result
+
+    def __reduce__(self):  # travels back to the driver with its result
+        return RunFailed, (self.result,)
+
+
+def run_task(fn, spec: dict) -> dict:
+    """The body of one Ray task: ``fn`` (``execute``) on a spec given as plain data."""
+    result = fn(RunSpec(**spec))
+    if result.get("status") != "ok":
+        raise RunFailed(result)
+    return result
+
+
+class RayExecutor(Executor):
+    """Each run one Ray task (``num_cpus=1``), retried once; results in the order of the specs."""
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None):
+        self.ray = _ray()
+        if workers is not None and workers < 1:
+            raise UserError(f"--workers must be ≥ 1, got {workers}")
+        self.address = address or None
+        self.asked = workers
+        self.workers = workers if workers is not None or address else default_workers()
+        self.cluster_cpus: int | None = None
+
+    def describe(self) -> dict:
+        return {**super().describe(), "ray_address": self.address or "local",
+                "cluster_cpus": self.cluster_cpus, "ray": self.ray.__version__}
+
+    def _start(self) -> bool:
+        """Join or start Ray; True if this executor started it (and must shut it down)."""
+        ray = self.ray
+        if ray.is_initialized():  # this process's Ray (a test, a notebook): its CPUs
+            own = False
+            self.workers = self.asked
+        else:
+            quiet = {"include_dashboard": False, "log_to_driver": False,
+                     "logging_level": logging.ERROR, "configure_logging": True}
+            try:
+                if self.address:
+                    ray.init(address=self.address, **quiet)
+                else:
+                    ray.init(address="local", num_cpus=self.workers, **quiet)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                what = f"join the Ray cluster '{self.address}'" if self.address else \
+                    "start a local Ray"
+                raise UserError(f"cannot {what}: {why}") from None
+            own = not self.address
+        self.cluster_cpus = int(ray.cluster_resources().get("CPU", 0))
+        if self.workers is None:
+            self.workers = max(1, self.cluster_cpus)
+        return own
+
+    def map(self, fn, specs, on_done=None):
+        ray = self.ray
+        results: list[dict | None] = [None] * len(specs)
+        own = self._start()
+        task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=True)(run_task)
+        pending: dict = {}  # ref -> index of its spec
+        cap = self.asked or len(specs)  # in flight at once
+        try:
+            nxt = 0
+            while nxt < len(specs) or pending:
+                while nxt < len(specs) and len(pending) < cap:
+                    pending[task.remote(fn, specs[nxt].to_dict())] = nxt
+                    nxt += 1
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    i = pending.pop(ref)
+                    results[i] = self._result(ref, specs[i])
+                    if on_done:
+                        on_done(i, results[i])
+        except BaseException:  # Ctrl-C: nothing more runs, nothing is left behind
+            for ref in pending:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # already finished, or its worker already gone
+                    pass
+            raise
+        finally:
+            if own:
+                ray.shutdown()
+        return results
+
+    def _result(self, ref, spec: RunSpec) -> dict:
+        """A task's result, or a failed result saying why (after Ray's one retry)."""
+        ray = self.ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, RunFailed):
+                r = dict(cause.result)
+                r["error"] = f"{r.get('error')} (failed twice: retried once)"
+                return r
+            return failed(spec, f"{type(cause or e).__name__}: {cause or e} (retried once)")
+        except ray.exceptions.RayError as e:  # the worker or its node was lost, twice
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            return failed(spec, f"worker lost ({type(e).__name__}: {first}; retried once)")
