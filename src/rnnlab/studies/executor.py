@@ -61,7 +61,10 @@ class RunSpec:
 
 
 def study_module(study: str):
-    """The module that implements a study (``forget-bias`` -> ``rnnlab.studies.forget_bias``)."""
+    """The module that implements a study (``forget-bias`` -> ``rnnlab.studies.forget_bias``);
+    a name with a dot is a module path (a study outside rnnlab: a plugin, a test's fake)."""
+    if "." in study:
+        return importlib.import_module(study)
     return importlib.import_module(f"rnnlab.studies.{study.replace('-', '_')}")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 
+from ..console import log
 from ..errors import UserError
 from .executor import Executor, RunSpec, default_workers, failed
 
@@ -99,6 +100,7 @@ class RayExecutor(Executor):
         ray = self.ray
         results: list[dict | None] = [None] * len(specs)
         own = self._start()
+        log(f"Ray ({self.address or 'local'}): {self.cluster_cpus} CPUs, {len(specs)} tasks")
         task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=True)(run_task)
         pending: dict = {}  # ref -> index of its spec
         cap = self.asked or len(specs)  # in flight at once
