@@ -11,8 +11,11 @@
 
 A spec travels as plain data (a dict) and a result comes back to the driver, which alone writes
 files: a worker needs only ``pip install rnnlab[ray]`` (the data ships in the package), no shared
-file system. A task whose run fails (an exception) or whose worker is lost is retried once
-(``max_retries=1``), then becomes a failed result with the reason; the other runs go on.
+file system. A task whose worker is lost is retried once by Ray (``max_retries=1``); a run that
+fails (an exception, or a lost worker twice) is submitted once more by the driver; a second
+failure is a failed result with the reason, and the other runs go on. (The driver, not Ray's
+``retry_exceptions``, retries failed runs: ``execute`` returns a failure instead of raising, and
+Ray would print a traceback on stdout for every retried exception.)
 """
 
 from __future__ import annotations
@@ -34,23 +37,9 @@ def _ray():
     return ray
 
 
-class RunFailed(Exception):
-    """Raised in a worker for a failed run, so that Ray retries it; carries the result."""
-
-    def __init__(self, result: dict):
-        super().__init__(result.get("error", "run failed"))
-        self.result = result
-
-    def __reduce__(self):  # travels back to the driver with its result
-        return RunFailed, (self.result,)
-
-
 def run_task(fn, spec: dict) -> dict:
     """The body of one Ray task: ``fn`` (``execute``) on a spec given as plain data."""
-    result = fn(RunSpec(**spec))
-    if result.get("status") != "ok":
-        raise RunFailed(result)
-    return result
+    return fn(RunSpec(**spec))
 
 
 class RayExecutor(Executor):
@@ -101,8 +90,9 @@ class RayExecutor(Executor):
         results: list[dict | None] = [None] * len(specs)
         own = self._start()
         log(f"Ray ({self.address or 'local'}): {self.cluster_cpus} CPUs, {len(specs)} tasks")
-        task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=True)(run_task)
+        task = ray.remote(num_cpus=1, max_retries=1)(run_task)  # max_retries: lost workers
         pending: dict = {}  # ref -> index of its spec
+        retried: set[int] = set()
         cap = self.asked or len(specs)  # in flight at once
         try:
             nxt = 0
@@ -113,9 +103,16 @@ class RayExecutor(Executor):
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     i = pending.pop(ref)
-                    results[i] = self._result(ref, specs[i])
+                    r, ran = self._result(ref, specs[i])
+                    if ran and r.get("status") != "ok" and i not in retried:  # the run failed
+                        retried.add(i)  # (a lost worker's task Ray has retried already)
+                        pending[task.remote(fn, specs[i].to_dict())] = i
+                        continue
+                    if i in retried and r.get("status") != "ok":
+                        r["error"] = f"{r.get('error')} (failed twice: retried once)"
+                    results[i] = r
                     if on_done:
-                        on_done(i, results[i])
+                        on_done(i, r)
         except BaseException:  # Ctrl-C: nothing more runs, nothing is left behind
             for ref in pending:
                 try:
@@ -128,18 +125,20 @@ class RayExecutor(Executor):
                 ray.shutdown()
         return results
 
-    def _result(self, ref, spec: RunSpec) -> dict:
-        """A task's result, or a failed result saying why (after Ray's one retry)."""
+    def _result(self, ref, spec: RunSpec) -> tuple[dict, bool]:
+        """(the task's result, True), or (a failed result saying why, False) when the task
+        raised or its worker was lost twice (Ray's one retry spent)."""
         ray = self.ray
         try:
-            return ray.get(ref)
-        except ray.exceptions.RayTaskError as e:
-            cause = getattr(e, "cause", None)
-            if isinstance(cause, RunFailed):
-                r = dict(cause.result)
-                r["error"] = f"{r.get('error')} (failed twice: retried once)"
-                return r
-            return failed(spec, f"{type(cause or e).__name__}: {cause or e} (retried once)")
-        except ray.exceptions.RayError as e:  # the worker or its node was lost, twice
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            return failed(spec, f"worker lost ({type(e).__name__}: {first}; retried once)")
+            return ray.get(ref), True
+        except ray.exceptions.RayTaskError as e:  # an exception outside the run (execute's own)
+            cause = getattr(e, "cause", None) or e
+            return failed(spec, f"{type(cause).__name__}: {_first_line(cause)}"), False
+        except ray.exceptions.RayError as e:  # the worker or its node was lost
+            return failed(spec, f"worker lost ({type(e).__name__}: {_first_line(e)}; "
+                          "retried once)"), False
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
