@@ -17,7 +17,7 @@ import rnnlab
 from rnnlab import studies
 from rnnlab.errors import UserError
 from rnnlab.studies import executor
-from rnnlab.studies.runner import run_studies
+from rnnlab.studies.runner import run_studies, untimed
 
 TESTS = Path(__file__).resolve().parent
 SRC = Path(rnnlab.__file__).resolve().parents[1]  # the rnnlab the workers must import too
@@ -27,17 +27,6 @@ FAKE = "fakes.study"
 def _pythonpath() -> str:
     old = os.environ.get("PYTHONPATH")
     return os.pathsep.join([str(SRC), str(TESTS), *([old] if old else [])])
-
-
-def untimed(obj):
-    """results.json less what may differ between identical runs: timings (keys ending in _s)
-    and the description of the machine and executor."""
-    if isinstance(obj, dict):
-        return {k: untimed(v) for k, v in obj.items()
-                if not k.endswith("_s") and k != "environment"}
-    if isinstance(obj, list):
-        return [untimed(v) for v in obj]
-    return obj
 
 
 def descendants(pid: int) -> dict[int, str]:

@@ -45,6 +45,17 @@ def environment(ex: executors.Executor) -> dict:
             "torch_threads_per_run": 1, **ex.describe()}
 
 
+def untimed(doc):
+    """A results.json without what differs between two identical runs: timings (every key
+    ending in ``_s``) and the description of the machine and executor (``environment``)."""
+    if isinstance(doc, dict):
+        return {k: untimed(v) for k, v in doc.items()
+                if not k.endswith("_s") and k != "environment"}
+    if isinstance(doc, list):
+        return [untimed(v) for v in doc]
+    return doc
+
+
 def run_studies(names: list[str], profile: str = "default", *, seeds: int | None = None,
                 first_seed: int = 0, workers: int | None = None, executor: str = "local",
                 out: Path | str, nested: bool = True, executor_options: dict | None = None,
