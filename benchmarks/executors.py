@@ -5,7 +5,8 @@
     python benchmarks/executors.py --study gradflow --profile quick --arms local1,ray2
 
 Each arm is the whole ``run_studies`` call into a fresh folder (no resume cache): planning,
-the runs, the summary and figures; for Ray also starting and stopping it. The overhead per task
+the runs, the summary and figures; for Ray also starting and stopping it (``--repeats``: the arms
+interleaved, the median; on a shared machine the load moves the walls). The overhead per task
 is (Ray wall − local wall, 2 workers) / tasks. The arms must give identical numbers (only
 timings differ), which is checked.
 
@@ -20,6 +21,8 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -78,6 +81,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seeds", type=int, default=None, help="seeds (default: the profile's)")
     ap.add_argument("--arms", default="local1,local2,ray2",
                     help=f"comma-separated, of {', '.join(ARMS)}")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="arms interleaved this many times; the median wall is reported")
     ap.add_argument("--full-workers", default="2,8,32,64",
                     help="N for the `study all --full` estimate (empty: none)")
     ap.add_argument("--calibrate", type=Path, default=None, metavar="DIR",
@@ -86,16 +91,20 @@ def main(argv=None) -> dict:
                          "for every study)")
     args = ap.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]
-    walls, docs = {}, {}
+    times: dict[str, list[float]] = {a: [] for a in arms}
+    docs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for arm in arms:
-            executor, workers = ARMS[arm]
-            walls[arm], docs[arm] = timed(args, executor, workers, Path(tmp) / arm)
+        for k in range(args.repeats):  # interleaved: a busy moment of the machine hits every arm
+            for arm in arms:
+                executor, workers = ARMS[arm]
+                wall, docs[arm] = timed(args, executor, workers, Path(tmp) / f"{arm}-{k}")
+                times[arm].append(wall)
+    walls = {a: statistics.median(v) for a, v in times.items()}
     first = docs[arms[0]]
     tasks = len(first["runs"])
     cpu = sum(r.get("cpu_s") or 0 for r in first["runs"])
     print(f"{args.study} ({args.profile}): {tasks} runs, {cpu:.1f} CPU s in the runs "
-          f"({arms[0]})")
+          f"({arms[0]}); median of {args.repeats}, load average {os.getloadavg()[0]:.1f}")
     print(f"{'executor':>9} {'workers':>8} {'wall s':>8} {'vs ' + arms[0]:>12}")
     for arm in arms:
         print(f"{ARMS[arm][0]:>9} {ARMS[arm][1]:8d} {walls[arm]:8.1f} "

@@ -5,8 +5,9 @@
 
 - no ``address``: a local Ray with ``workers`` CPUs (default: this machine's cores), started for
   this map and shut down after it (also on Ctrl-C: no raylet, gcs_server or worker remains);
-- ``address="auto"`` or ``"ray://host:port"``: joins that cluster (left running); ``workers``,
-  when given, caps the tasks in flight, otherwise the cluster's CPUs set the pace;
+- ``address="auto"`` or ``"ray://host:port"``: joins that cluster and disconnects after (the
+  cluster goes on); ``workers``, when given, caps the tasks in flight, otherwise the cluster's
+  CPUs set the pace;
 - a Ray already initialised in this process (a test, a notebook) is used as it is.
 
 A spec travels as plain data (a dict) and a result comes back to the driver, which alone writes
@@ -61,7 +62,7 @@ class RayExecutor(Executor):
                 "cluster_cpus": self.cluster_cpus, "ray": self.ray.__version__}
 
     def _start(self) -> bool:
-        """Join or start Ray; True if this executor started it (and must shut it down)."""
+        """Join or start Ray; True if this executor did (and must shut it down after)."""
         ray = self.ray
         if ray.is_initialized():  # this process's Ray (a test, a notebook): its CPUs
             own = False
@@ -74,27 +75,29 @@ class RayExecutor(Executor):
                     ray.init(address=self.address, **quiet)
                 else:
                     ray.init(address="local", num_cpus=self.workers, **quiet)
-            except (ConnectionError, ValueError, RuntimeError) as e:
-                why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            except BaseException as e:  # Ctrl-C too: a half-started local Ray is stopped
+                if not self.address:
+                    ray.shutdown()
+                if not isinstance(e, (ConnectionError, ValueError, RuntimeError)):
+                    raise
                 what = f"join the Ray cluster '{self.address}'" if self.address else \
                     "start a local Ray"
-                raise UserError(f"cannot {what}: {why}") from None
-            own = not self.address
-        self.cluster_cpus = int(ray.cluster_resources().get("CPU", 0))
-        if self.workers is None:
-            self.workers = max(1, self.cluster_cpus)
+                raise UserError(f"cannot {what}: {_first_line(e)}") from None
+            own = True  # ray.shutdown: a local Ray stops; from a cluster, this driver disconnects
         return own
 
     def map(self, fn, specs, on_done=None):
         ray = self.ray
         results: list[dict | None] = [None] * len(specs)
         own = self._start()
-        log(f"Ray ({self.address or 'local'}): {self.cluster_cpus} CPUs, {len(specs)} tasks")
-        task = ray.remote(num_cpus=1, max_retries=1)(run_task)  # max_retries: lost workers
         pending: dict = {}  # ref -> index of its spec
         retried: set[int] = set()
         cap = self.asked or len(specs)  # in flight at once
         try:
+            self.cluster_cpus = int(ray.cluster_resources().get("CPU", 0))
+            self.workers = self.workers or max(1, self.cluster_cpus)
+            log(f"Ray ({self.address or 'local'}): {self.cluster_cpus} CPUs, {len(specs)} tasks")
+            task = ray.remote(num_cpus=1, max_retries=1)(run_task)  # max_retries: lost workers
             nxt = 0
             while nxt < len(specs) or pending:
                 while nxt < len(specs) and len(pending) < cap:
