@@ -105,10 +105,10 @@ def main(argv=None) -> dict:
     cpu = sum(r.get("cpu_s") or 0 for r in first["runs"])
     print(f"{args.study} ({args.profile}): {tasks} runs, {cpu:.1f} CPU s in the runs "
           f"({arms[0]}); median of {args.repeats}, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'executor':>9} {'workers':>8} {'wall s':>8} {'vs ' + arms[0]:>12}")
+    print(f"{'executor':>9} {'workers':>8} {'wall s':>8} {'vs ' + arms[0]:>12}  each repeat")
     for arm in arms:
         print(f"{ARMS[arm][0]:>9} {ARMS[arm][1]:8d} {walls[arm]:8.1f} "
-              f"{walls[arms[0]] / walls[arm]:11.2f}×")
+              f"{walls[arms[0]] / walls[arm]:11.2f}×  {', '.join(f'{t:.1f}' for t in times[arm])}")
     same = all(untimed(docs[a]) == untimed(first) for a in arms)
     print(f"identical numbers in results.json across arms: {'yes' if same else 'NO'}")
     out = {"tasks": tasks, "cpu_s": cpu, "wall_s": walls, "identical": same}

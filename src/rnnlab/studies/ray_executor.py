@@ -13,8 +13,8 @@
 A spec travels as plain data (a dict) and a result comes back to the driver, which alone writes
 files: a worker needs only ``pip install rnnlab[ray]`` (the data ships in the package), no shared
 file system. A task whose worker is lost is retried once by Ray (``max_retries=1``); a run that
-fails (an exception, or a lost worker twice) is submitted once more by the driver; a second
-failure is a failed result with the reason, and the other runs go on. (The driver, not Ray's
+raises is submitted once more by the driver; a second failure (of either kind) is a failed
+result with the reason, and the other runs go on. (The driver, not Ray's
 ``retry_exceptions``, retries failed runs: ``execute`` returns a failure instead of raising, and
 Ray would print a traceback on stdout for every retried exception.)
 """
@@ -25,7 +25,7 @@ import logging
 
 from ..console import log
 from ..errors import UserError
-from .executor import Executor, RunSpec, default_workers, failed
+from .executor import Executor, RunSpec, _init_worker, default_workers, failed
 
 INSTALL = "the ray executor needs Ray; install it with: pip install -e '.[ray]'"
 
@@ -40,6 +40,7 @@ def _ray():
 
 def run_task(fn, spec: dict) -> dict:
     """The body of one Ray task: ``fn`` (``execute``) on a spec given as plain data."""
+    _init_worker()  # one torch thread (Ray also sets OMP_NUM_THREADS=1 for a 1-CPU task)
     return fn(RunSpec(**spec))
 
 
