@@ -18,10 +18,12 @@ _SEED = click.IntRange(min=0, max=2**63 - 1)  # what torch.Generator.manual_seed
 
 def profile_of(quick: bool, full: bool, profile: str | None) -> str:
     """One profile from --quick, --full and --profile (which must agree)."""
-    asked = {p for p, on in (("quick", quick), ("full", full), (profile, profile)) if on}
-    if len(asked) > 1:
-        raise UserError(f"choose one profile: {' and '.join(sorted(asked))} exclude each other")
-    return asked.pop() if asked else "default"
+    flags = {"--quick": "quick" if quick else None, "--full": "full" if full else None,
+             f"--profile {profile}": profile}
+    asked = {flag: p for flag, p in flags.items() if p}
+    if len(set(asked.values())) > 1:
+        raise UserError(f"{' and '.join(asked)} exclude each other: choose one")
+    return next(iter(asked.values()), "default")
 
 
 @click.command("study")
