@@ -73,3 +73,18 @@ def test_trace_overhead_runs(capsys):
     out = capsys.readouterr().out
     for text in ("trace_every", "overhead", "traced step cost"):
         assert text in out
+
+
+def test_executors_benchmark_prints_every_arm(capsys, tmp_path):
+    from rnnlab import studies
+    studies.run_all("quick", out=tmp_path, only=["params"], workers=1)
+    bench = _load("executors")
+    out = bench.main(["--study", "params", "--profile", "quick", "--arms", "local1",
+                      "--full-workers", "2", "--calibrate", str(tmp_path)])
+    text = capsys.readouterr().out
+    for s in ("params (quick): 1 runs", "local", "identical numbers", "study all --full",
+              "params 0.", "2 workers"):
+        assert s in text
+    assert out["identical"] and out["tasks"] == 1 and out["full_estimate_s"][2] > 0
+    assert bench.makespan([4, 1, 1, 1, 1], 2) == 4
+    assert bench.makespan([3, 3, 2, 2, 2], 2) == 7  # largest first, as the runner

@@ -10,17 +10,7 @@ from rnnlab import report, studies
 from rnnlab.errors import UserError
 from rnnlab.studies import executor, forget_bias
 from rnnlab.studies.executor import RunSpec
-
-
-def untimed(obj):
-    """results.json without what may differ between two identical runs: timings (every key
-    ending in _s) and the description of the machine and executor."""
-    if isinstance(obj, dict):
-        return {k: untimed(v) for k, v in obj.items()
-                if not k.endswith("_s") and k != "environment"}
-    if isinstance(obj, list):
-        return [untimed(v) for v in obj]
-    return obj
+from rnnlab.studies.runner import untimed
 
 
 def test_a_run_spec_is_small_picklable_and_json():

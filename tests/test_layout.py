@@ -9,7 +9,7 @@ SRC = Path(rnnlab.__file__).parent
 # DESIGN.md: cells ← engine ← stack ← layers ← models ← train ← runs ← studies ← report ← cli;
 # the explorer (stepwise ← explorer ← its command) reads runs and is linked by reports
 ORDER = ["cells", "engine", "stack", "layers", "models", "train", "runs", "stepwise", "explorer",
-         "studies", "report", "cli_explore", "cli"]
+         "studies", "report", "cli_explore", "cli_study", "cli"]
 MAX_LINES = 500
 
 

@@ -101,7 +101,10 @@ def test_quick_race_reports_tense_and_agreement(quick_all):
 
 def test_study_errors_are_one_line(tmp_path):
     for args, msg in ((["nosuch"], "error: unknown study 'nosuch'"),
-                      (["params", "--quick", "--full"], "error: --quick and --full exclude")):
+                      (["params", "--quick", "--full"], "error: --quick and --full exclude"),
+                      (["params", "--quick", "--profile", "full"],
+                       "error: --quick and --profile full exclude"),
+                      (["params", "--address", "auto"], "error: --address joins a Ray cluster")):
         proc = subprocess.run([sys.executable, "-m", "rnnlab", "study", *args, "--out",
                                str(tmp_path / "x")], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2

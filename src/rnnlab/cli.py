@@ -427,69 +427,8 @@ from .cli_explore import explore_cmd  # noqa: E402  (its own file: the page's ma
 
 main.add_command(explore_cmd)
 
-# ---- study (rnnlab.studies) ----------------------------------------------------------------
+# ---- study (rnnlab.studies): its own file, like explore ---------------------------------------
 
-@main.command("study")
-@click.argument("name")
-@click.option("--quick", is_flag=True,
-              help="Tiny budgets, 1-2 seeds, in seconds: checks the plumbing (verdicts not "
-                   "meaningful).")
-@click.option("--full", is_flag=True,
-              help="The budgets and seeds that decide what the default leaves inconclusive "
-                   "(slow; see the README).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None,
-              help="Seeds per study (default: the profile's; 3 per training claim and 8 for "
-                   "the forget bias in the default profile).")
-@click.option("--seed", type=_SEED, default=0, show_default=True,
-              help="First seed (seeds are SEED, SEED+1, ...).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes, one torch thread each (default: the machine's cores).")
-@click.option("--executor", type=click.Choice(_lazy("studies.executor", "names")()),
-              default="local", show_default=True, help="Where the runs execute.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
-              help="Output folder (default: a new folder under runs/).")
-def study_cmd(name: str, quick: bool, full: bool, seeds: int | None, seed: int,
-              workers: int | None, executor: str, out: str | None) -> None:
-    """Measure the notes' claims: NAME is a study (gradflow, regimes, ...) or 'all'.
+from .cli_study import study_cmd  # noqa: E402
 
-    Every run (study × arm × seed) goes to a pool of worker processes; each claim is judged over
-    the seeds (mean, 95 % interval, holds / does not hold / inconclusive). Writes results.json
-    and figures/ (per study, in OUT/NAME/ for 'all') and OUT/report.html."""
-    import time
-    from pathlib import Path
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from . import files, report, rundir, runs, studies
-
-    if quick and full:
-        raise UserError("--quick and --full exclude each other: choose one")
-    profile = "quick" if quick else "full" if full else "default"
-    if name != "all" and name not in studies.names():
-        raise UserError(f"unknown study '{name}'; one of: all, {', '.join(studies.names())}")
-    out_dir = rundir.make_dir(Path(out) if out else runs.new_run_dir(f"study-{name}"))
-    t0 = time.perf_counter()
-    opts = {"seeds": seeds, "workers": workers, "executor": executor}
-    try:
-        if name == "all":
-            results = studies.run_all(profile=profile, seed=seed, out=out_dir, **opts)
-        else:
-            results = {name: studies.run(name, profile=profile, seed=seed, out=out_dir, **opts)}
-        path = report.write_report(out_dir, order=studies.names())
-    except OSError as e:  # a figure or results.json the disk refused: name where
-        raise UserError(f"cannot write {e.filename or f'in {out_dir}'}: {files.why(e)}; what "
-                        "was written before is intact") from None
-    table = Table(title=f"rnnlab study {name} ({profile})")
-    for col in ("study", "claim", "measured (95 % interval)", "verdict"):
-        table.add_column(col, overflow="fold")
-    colour = {"holds": "green", "does not hold": "red", "inconclusive": "yellow"}
-    for sname, doc in results.items():
-        for c in doc.get("claims", []):
-            v = c.get("verdict", "inconclusive")
-            table.add_row(sname, c["id"], report.measured_text(c.get("measured")),
-                          f"[{colour.get(v, 'dim')}]{v}")
-    Console().print(table)
-    if profile == "quick":
-        click.echo("quick profile: the verdicts are not meaningful (tiny budgets, 1-2 seeds)")
-    click.echo(f"report: {path}  ({time.perf_counter() - t0:.1f} s)")
+main.add_command(study_cmd)

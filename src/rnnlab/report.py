@@ -189,6 +189,7 @@ def render(studies: list[dict], session: dict | None = None,
         profile=profile, quick=profile == "quick", env=env_info, seeds=seeds,
         wall=clock(session.get("wall_time_s")), cpu=clock(cpu),
         failed_runs=session.get("failed_runs", 0), runs=session.get("runs"),
+        cached_runs=session.get("cached_runs", 0),
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
 
 

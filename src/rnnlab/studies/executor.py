@@ -61,7 +61,10 @@ class RunSpec:
 
 
 def study_module(study: str):
-    """The module that implements a study (``forget-bias`` -> ``rnnlab.studies.forget_bias``)."""
+    """The module that implements a study (``forget-bias`` -> ``rnnlab.studies.forget_bias``);
+    a name with a dot is a module path (a study outside rnnlab: a plugin, a test's fake)."""
+    if "." in study:
+        return importlib.import_module(study)
     return importlib.import_module(f"rnnlab.studies.{study.replace('-', '_')}")
 
 
@@ -122,7 +125,9 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, address: str | None = None):
+        if address:
+            raise UserError("--address joins a Ray cluster: use it with --executor ray")
         self.workers = workers if workers is not None else default_workers()
         if self.workers < 1:
             raise UserError(f"--workers must be ≥ 1, got {self.workers}")
@@ -169,7 +174,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}  # + "ray": __init__
 
 
 def register(name: str, factory: Callable[..., Executor]) -> None:

@@ -10,6 +10,8 @@ Per study ``OUT/results.json`` holds the profile, the seeds, the machine, every 
 ``interval``, ``per_seed``}, ``verdict``, ``why``), the tables, the figures with captions and
 ``runs`` (arm, seed, status, ``init_fingerprint``, the figures of merit, wall and CPU time).
 ``session.json`` beside them: the whole session (time, workers, counts per verdict).
+Each finished run is also cached in ``OUT[/NAME]/runs/`` (``cache.py``): the same command with the
+same ``--out`` resumes, running only what is missing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pathlib import Path
 import torch
 
 from ..console import Progress, log
-from ..files import jsonable, write_json
+from ..files import jsonable, why, write_json
+from . import cache
 from . import executor as executors
 from .claims import counts, mark_failures
 from .common import Runs, save_figure
@@ -42,6 +45,17 @@ def environment(ex: executors.Executor) -> dict:
             "torch_threads_per_run": 1, **ex.describe()}
 
 
+def untimed(doc):
+    """A results.json without what differs between two identical runs: timings (every key
+    ending in ``_s``) and the description of the machine and executor (``environment``)."""
+    if isinstance(doc, dict):
+        return {k: untimed(v) for k, v in doc.items()
+                if not k.endswith("_s") and k != "environment"}
+    if isinstance(doc, list):
+        return [untimed(v) for v in doc]
+    return doc
+
+
 def run_studies(names: list[str], profile: str = "default", *, seeds: int | None = None,
                 first_seed: int = 0, workers: int | None = None, executor: str = "local",
                 out: Path | str, nested: bool = True, executor_options: dict | None = None,
@@ -56,34 +70,46 @@ def run_studies(names: list[str], profile: str = "default", *, seeds: int | None
     plans = {n: modules[n].plan(profile, seed_lists[n]) for n in names}
     seed_lists = {n: sorted({s.seed for s in plans[n]}) for n in names}  # the seeds run
     specs: list[RunSpec] = [s for n in names for s in plans[n]]
-    order = sorted(range(len(specs)), key=lambda i: (-specs[i].cost, i))
-    total = sum(s.cost for s in specs) or 1.0
-    log(f"{len(specs)} runs ({', '.join(names)}; {profile}) on {ex.workers} "
-        f"worker{'s' if ex.workers > 1 else ''} ({ex.name})")
+    folders = {n: out / n if nested else out for n in names}
+    results: list[dict] = [{}] * len(specs)
+    for i, s in enumerate(specs):  # the resume cache: runs a previous session finished
+        results[i] = cache.load(folders[s.study], s) or {}
+    order = sorted((i for i in range(len(specs)) if not results[i]),
+                   key=lambda i: (-specs[i].cost, i))  # largest first: workers busy to the end
+    total = sum(specs[i].cost for i in order) or 1.0
+    if len(order) < len(specs):
+        log(f"{len(specs) - len(order)} of {len(specs)} runs from the cache "
+            f"({', '.join(str(folders[n] / 'runs') for n in names)}), {len(order)} to run")
+    workers_s = ex.workers or "the cluster's"  # a Ray cluster: its CPUs, known once joined
+    log(f"{len(order)} runs ({', '.join(names)}; {profile}) on {workers_s} "
+        f"worker{'s' if ex.workers != 1 else ''} ({ex.name})")
     state = {"done": 0, "cost": 0.0}
-    with Progress(len(specs), "study runs", unit="run") as bar:
+    with Progress(len(order), "study runs", unit="run") as bar:
         def on_done(k: int, r: dict) -> None:
+            spec = specs[order[k]]
             state["done"] += 1
-            state["cost"] += specs[order[k]].cost
+            state["cost"] += spec.cost
             if r.get("status") != "ok":
                 log(f"  run failed: {r['study']} {r['arm']} seed {r['seed']}: {r.get('error')}")
+            try:
+                cache.save(folders[spec.study], spec, r)
+            except OSError as e:  # the run is kept in memory; only a resume would redo it
+                log(f"  cannot cache {spec.key}: {e.filename}: {why(e)}")
             bar.update(state["done"], f"last: {r['study']} {r['arm']} seed {r['seed']}",
                        fraction=state["cost"] / total)
 
-        done = ex.map(execute, [specs[i] for i in order], on_done)
-    results: list[dict] = [{}] * len(specs)
+        done = ex.map(execute, [specs[i] for i in order], on_done) if order else []
     for j, i in enumerate(order):
         results[i] = done[j]
     env = environment(ex)
     docs = {}
     for n in names:
         mine = [r for s, r in zip(specs, results, strict=True) if s.study == n]
-        where = out / n if nested else out
-        docs[n] = write_study(n, modules[n], mine, profile, seed_lists[n], where, env)
+        docs[n] = write_study(n, modules[n], mine, profile, seed_lists[n], folders[n], env)
     session = {"studies": names, "profile": profile, "seeds": seeds, "first_seed": first_seed,
                "environment": env, "wall_time_s": round(time.perf_counter() - started, 1),
                "cpu_time_s": round(sum(r.get("cpu_s") or 0 for r in results), 1),
-               "runs": len(results),
+               "runs": len(results), "cached_runs": len(specs) - len(order),
                "failed_runs": sum(r.get("status") != "ok" for r in results),
                "counts": counts([c for d in docs.values() for c in d.get("claims", [])])}
     write_json(out / "session.json", session)
