@@ -198,3 +198,19 @@ def test_the_resume_cache_skips_finished_runs_and_reruns_a_changed_setting(tmp_p
     assert _executions(log) == ["a 0", "a 1", "b 0", "b 0", "b 1", "b 1"]
     assert [r["value"] for r in changed["runs"] if r["arm"] == "b"] == [3.0, 3.0]
     assert json.loads((tmp_path / "session.json").read_text())["cached_runs"] == 2
+
+
+def test_an_edit_to_rnnlab_runs_everything_again(tmp_path, fake, monkeypatch):
+    """The cache key holds the digest of rnnlab's sources: edited code never reuses old runs."""
+    from rnnlab.studies import cache
+
+    log = tmp_path / "executions.log"
+    fake.ARMS = {"a": {"value": 1.0, "log": str(log)}}
+    go = lambda: run_studies([FAKE], "quick", out=tmp_path, nested=False, executor="local",
+                             workers=1)
+    go()
+    assert len(_executions(log)) == 2
+    assert cache.source_digest() == cache.source_digest.__wrapped__()  # the files as they are
+    monkeypatch.setattr(cache, "source_digest", lambda: "edited")
+    go()
+    assert len(_executions(log)) == 4

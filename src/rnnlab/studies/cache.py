@@ -1,8 +1,9 @@
 """The resume cache: each finished run of a study, one JSON file in the study's folder.
 
 ``OUT[/NAME]/runs/<arm>-seed<seed>-<key>.json`` holds the result of one ok run; ``key`` hashes
-the spec (study, arm, seed, profile, settings) and the rnnlab version, so the same command with
-the same ``--out`` skips the runs already done, and a changed setting (or a new rnnlab) runs again.
+the spec (study, arm, seed, profile, settings), the rnnlab version and the digest of rnnlab's own
+source files, so the same command with the same ``--out`` skips the runs already done, and a
+changed setting or any edit to rnnlab's code runs again (torch's version is not in the key).
 Failed runs are never cached. Files are written atomically by the driver as results arrive, so
 an interrupted study keeps every run that finished. The cache keeps NaN and ±inf as they are
 (``json`` writes them as NaN/Infinity), so a cached result summarises exactly as a fresh one.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import cache
 from pathlib import Path
 
 from .. import __version__
@@ -20,10 +22,20 @@ from ..files import write_text
 from .executor import RunSpec
 
 
+@cache
+def source_digest() -> str:
+    """sha256 of rnnlab's Python and kernel sources (names and bytes), read once per process."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".cpp", ".h")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def key(spec: RunSpec) -> str:
-    """12 hex digits of sha256(spec without its cost estimate, rnnlab version)."""
+    """12 hex digits of sha256(spec without its cost estimate, rnnlab version and sources)."""
     ident = {"study": spec.study, "arm": spec.arm, "seed": spec.seed, "profile": spec.profile,
-             "settings": spec.settings, "rnnlab": __version__}
+             "settings": spec.settings, "rnnlab": __version__, "source": source_digest()}
     text = json.dumps(ident, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
