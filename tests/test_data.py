@@ -26,7 +26,8 @@ from rnnlab.data import (
 )
 from rnnlab.errors import UserError
 
-SHARED = Path("/work/shared/data/shakespeare.txt")
+# the source the package data was made from, in the project's shared folder beside the repository
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "shakespeare.txt"
 
 
 def gen(seed=0):
