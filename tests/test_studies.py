@@ -224,17 +224,41 @@ def _adding(steps, solved):
             "curve": {"step": list(range(100, steps + 1, 100)), "val": []}}
 
 
-@pytest.mark.parametrize("model_steps, verdict", [([300, 400, 500], "holds"),
-                                                  ([900, 1000, 950], "does not hold"),
-                                                  ([300, None, 500], "inconclusive")])
-def test_adding_fewer_steps_three_verdicts(model_steps, verdict):
+@pytest.mark.parametrize("model_steps, lstm_steps, verdict", [
+    ([300, 400, 500], (600, 700, 800), "holds"),
+    ([900, 1000, 950], (600, 700, 800), "does not hold"),
+    ([300, None, 500], (600, 700, 800), "inconclusive"),
+    # censored: the model unsolved where the LSTM solved is a lower bound, > 0 -> decided
+    ([None, None, None], (600, 700, 800), "does not hold"),
+    # the LSTM unsolved where the model solved is an upper bound, < 0 -> decided
+    ([300, 400, 500], (None, None, None), "holds"),
+    # both unsolved on a seed: no bound at all
+    ([300, None, 500], (600, None, 800), "inconclusive"),
+])
+def test_adding_fewer_steps_three_verdicts(model_steps, lstm_steps, verdict):
     from rnnlab.studies.long_range_scan import scan_claims
 
-    runs = _runs({"adding-T100-lstm": [_adding(1000, x) for x in (600, 700, 800)],
+    runs = _runs({"adding-T100-lstm": [_adding(1000, x) for x in lstm_steps],
                   "adding-T100-mingru": [_adding(1000, x) for x in model_steps]})
     (c,) = scan_claims(runs, [0, 1, 2])
     assert c.id == "mingru_adding_fewer_steps" and c.verdict == verdict
     assert verdict == "holds" or c.why
+
+
+@pytest.mark.parametrize("model_steps, lstm_steps", [
+    ([None] + [100] * 5, [1000] + [900] * 5),  # interval < 0, but seed 0 is a lower bound
+    ([950] + [900] * 5, [None] + [100] * 5),   # interval > 0, but seed 0 is an upper bound
+])
+def test_adding_fewer_steps_a_bound_never_supports_the_verdict_it_leans_to(model_steps,
+                                                                           lstm_steps):
+    from rnnlab.studies.long_range_scan import scan_claims
+
+    runs = _runs({"adding-T100-lstm": [_adding(1000, x) for x in lstm_steps],
+                  "adding-T100-mingru": [_adding(1000, x) for x in model_steps]})
+    (c,) = scan_claims(runs, list(range(6)))
+    lo, hi = c.measured["interval"]
+    assert hi < 0 or lo > 0  # the interval alone would decide
+    assert c.verdict == "inconclusive" and "bound" in c.why
 
 
 @pytest.mark.parametrize("ratios, verdict", [((1.0, 1.05, 0.95), "holds"),

@@ -11,7 +11,7 @@ there; the LSTM arms they are compared with run their whole budget (the other cl
 from __future__ import annotations
 
 from .. import plots
-from .claims import below, brief, claim, source
+from .claims import FAILS, HOLDS, below, brief, claim, judge, source
 from .common import Runs, table
 from .stats import measurement, rate_measurement
 
@@ -71,23 +71,39 @@ def scan_claims(runs: Runs, seeds: list[int]) -> list:
         ok_a, ok_b = ran(arm), ran(lstm)
         diff = [None if not ok else (x or cens) - (y or cens)
                 for x, y, ok in zip(a, b, ok_a, strict=True)]
-        unsolved = [s for s, x, ok in zip(seeds, a, ok_a, strict=True) if ok and x is None]
+        # an unsolved run is censored: its difference is a bound, not a value
+        both = [s for s, x, y, ok in zip(seeds, a, b, ok_a, strict=True)
+                if ok and x is None and y is None]  # neither solved: no bound either way
+        unsolved = [s for s, x, y, ok in zip(seeds, a, b, ok_a, strict=True)
+                    if ok and x is None and y is not None]  # at least this many more steps
         rate = {"m": rate_measurement([None if not ok else x is not None
                                        for x, ok in zip(a, ok_a, strict=True)], seeds),
                 "lstm": rate_measurement([None if not ok else x is not None
                                           for x, ok in zip(b, ok_b, strict=True)], seeds)}
         lstm_open = [s for s, x, y, ok in zip(seeds, b, a, ok_b, strict=True)
                      if ok and x is None and y is not None]  # a bound where the model solved
+        crit = below(0, "mean over seeds of steps(model) − steps(LSTM) < 0 (an unsolved run "
+                        f"counts as {cens}, just past the budget: a bound)")
+        diffs = measurement(diff, seeds, unit="steps")
+        verdict, _ = judge(crit, diffs)
+        undecided = None
+        if both:
+            undecided = (f"{who} and the LSTM both left it unsolved within {budget} steps on "
+                         f"seed(s) {', '.join(map(str, both))}; a longer budget would decide")
+        elif verdict == HOLDS and unsolved:  # a lower bound cannot show 'fewer'
+            undecided = (f"{who} did not solve it within {budget} steps on seed(s) "
+                         f"{', '.join(map(str, unsolved))}: there its difference is only a lower "
+                         "bound; a longer budget would decide")
+        elif verdict == FAILS and lstm_open:  # an upper bound cannot show 'more'
+            undecided = (f"the LSTM did not solve it within {budget} steps on seed(s) "
+                         f"{', '.join(map(str, lstm_open))}: there the difference is only an "
+                         "upper bound; a longer budget would decide")
         out.append(claim(
             f"{m}_adding_fewer_steps", f"{who} solves adding at T = {T} (val MSE ≤ 0.05) in "
             f"fewer steps than the LSTM on the same seeds and batches (budget {budget} steps).",
-            QUOTE, SRC, below(0, "mean over seeds of steps(model) − steps(LSTM) < 0 (an "
-                                 f"unsolved run counts as {cens}, just past the budget)"),
+            QUOTE, SRC, crit,
             "fewer steps (gates from x_t only, no W_hh: a well-behaved gradient path)",
-            measurement(diff, seeds, unit="steps"), arms=(arm, lstm),
-            undecided=(f"{who} did not solve it within {budget} steps on seed(s) "
-                       f"{', '.join(map(str, unsolved))}, so its steps are not measured there; "
-                       "the full profile trains 5000 steps") if unsolved else None,
+            diffs, arms=(arm, lstm), undecided=undecided,
             note=f"solved within the budget: {who} {rate['m']['k']}/{rate['m']['n']} "
                  f"(Wilson {brief(rate['m'])}), LSTM {rate['lstm']['k']}/{rate['lstm']['n']} "
                  f"(Wilson {brief(rate['lstm'])}); steps to solve {who}: "
@@ -95,7 +111,10 @@ def scan_claims(runs: Runs, seeds: list[int]) -> list:
                  + ", ".join("—" if x is None else str(x) for x in b)
                  + (f"; the LSTM did not solve it on seed(s) {', '.join(map(str, lstm_open))}: "
                     f"counted as {cens} steps, so the difference there is a bound (at least "
-                    "that many fewer)" if lstm_open else "")))
+                    "that many fewer)" if lstm_open else "")
+                 + (f"; {who} did not solve it on seed(s) {', '.join(map(str, unsolved))}: "
+                    f"counted as {cens} steps, so the difference there is a bound (at least "
+                    "that many more)" if unsolved else "")))
     return out
 
 
