@@ -318,3 +318,26 @@ def test_curves_never_draw_two_series_alike():
     fig = plots.plot_curves(series, title="", xlabel="", ylabel="")
     looks = {(str(line.get_color()), str(line.get_linestyle())) for line in fig.axes[0].lines}
     assert len(looks) == 3
+
+
+@pytest.mark.parametrize("op, verdict, bounds, stands", [
+    # "x < 0 holds" says x is small: a lower bound cannot back it, an upper bound can
+    ("<", "holds", {"lower": [1]}, False),
+    ("<", "holds", {"upper": [1]}, True),
+    ("<", "does not hold", {"lower": [1]}, True),
+    ("<", "does not hold", {"upper": [1]}, False),
+    # "x > 0 holds" says x is large: the reverse
+    (">", "holds", {"lower": [1]}, True),
+    (">", "holds", {"upper": [1]}, False),
+    (">", "does not hold", {"lower": [1]}, False),
+    (">", "does not hold", {"upper": [1]}, True),
+    (">", "holds", {"unknown": [2]}, False),  # both sides unfinished: not even a bound
+    (">", "inconclusive", {"lower": [1]}, True),  # nothing to overturn
+    (">", "holds", {}, True),
+])
+def test_a_bound_backs_only_the_verdict_on_its_side(op, verdict, bounds, stands):
+    from rnnlab.studies.claims import Criterion, censored
+
+    why = censored(Criterion(op, value=0.0), verdict, budget="1000 steps", **bounds)
+    assert (why is None) == stands
+    assert stands or ("bound" in why and "1000 steps" in why)

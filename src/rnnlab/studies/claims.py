@@ -179,6 +179,28 @@ class Claim:
         return d
 
 
+def censored(c: Criterion, verdict: str, *, lower=(), upper=(), unknown=(),
+             budget: str = "its budget") -> str | None:
+    """Why ``verdict`` cannot stand when some seeds' values are bounds, not values (a run that
+    did not get there within ``budget`` counts as just past it), else None. A lower bound (the
+    truth is at least the value) can back a verdict that the quantity is large, never that it
+    is small; an upper bound the reverse; ``unknown`` seeds (both sides unfinished) back none."""
+    seeds = lambda xs: ", ".join(map(str, xs))
+    if unknown:
+        return (f"on seed(s) {seeds(unknown)} neither run finished within {budget}: no value "
+                "there, not even a bound; a longer budget would decide")
+    small = HOLDS if c.op == "<" else FAILS if c.op == ">" else None
+    if small is None or verdict not in (HOLDS, FAILS):
+        return None
+    if verdict == small and lower:
+        return (f"on seed(s) {seeds(lower)} the value is only a lower bound (a run unfinished "
+                f"within {budget}), which cannot show it is small; a longer budget would decide")
+    if verdict != small and upper:
+        return (f"on seed(s) {seeds(upper)} the value is only an upper bound (a run unfinished "
+                f"within {budget}), which cannot show it is large; a longer budget would decide")
+    return None
+
+
 def claim(id: str, statement: str, quote: str, source: dict, criterion: Criterion,
           expected: str, measured: dict, *, arms=(), undecided: str | None = None,
           literal: dict | None = None, kind: str = "claim", note: str = "",

@@ -11,7 +11,7 @@ there; the LSTM arms they are compared with run their whole budget (the other cl
 from __future__ import annotations
 
 from .. import plots
-from .claims import FAILS, HOLDS, below, brief, claim, judge, source
+from .claims import below, brief, censored, claim, judge, source
 from .common import Runs, table
 from .stats import measurement, rate_measurement
 
@@ -86,18 +86,8 @@ def scan_claims(runs: Runs, seeds: list[int]) -> list:
                         f"counts as {cens}, just past the budget: a bound)")
         diffs = measurement(diff, seeds, unit="steps")
         verdict, _ = judge(crit, diffs)
-        undecided = None
-        if both:
-            undecided = (f"{who} and the LSTM both left it unsolved within {budget} steps on "
-                         f"seed(s) {', '.join(map(str, both))}; a longer budget would decide")
-        elif verdict == HOLDS and unsolved:  # a lower bound cannot show 'fewer'
-            undecided = (f"{who} did not solve it within {budget} steps on seed(s) "
-                         f"{', '.join(map(str, unsolved))}: there its difference is only a lower "
-                         "bound; a longer budget would decide")
-        elif verdict == FAILS and lstm_open:  # an upper bound cannot show 'more'
-            undecided = (f"the LSTM did not solve it within {budget} steps on seed(s) "
-                         f"{', '.join(map(str, lstm_open))}: there the difference is only an "
-                         "upper bound; a longer budget would decide")
+        undecided = censored(crit, verdict, lower=unsolved, upper=lstm_open, unknown=both,
+                             budget=f"{budget} steps")
         out.append(claim(
             f"{m}_adding_fewer_steps", f"{who} solves adding at T = {T} (val MSE ≤ 0.05) in "
             f"fewer steps than the LSTM on the same seeds and batches (budget {budget} steps).",
