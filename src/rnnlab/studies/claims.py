@@ -179,6 +179,18 @@ class Claim:
         return d
 
 
+def bounds(seeds, up_done, down_done) -> dict:
+    """Which seeds' values are bounds, for a quantity that grows with the "up" side's count and
+    shrinks with the "down" side's (steps(model) − steps(LSTM); log10(LSTM / attention)), where
+    an unfinished side (False) was counted just past its budget: {lower, upper, unknown}, the
+    keywords of ``censored``. A seed where a side did not run (None) is left out."""
+    seen = [(s, u, d) for s, u, d in zip(seeds, up_done, down_done, strict=True)
+            if u is not None and d is not None]
+    return {"lower": [s for s, u, d in seen if not u and d],    # the up side: at least this
+            "upper": [s for s, u, d in seen if u and not d],    # the down side: at least this
+            "unknown": [s for s, u, d in seen if not u and not d]}
+
+
 def censored(c: Criterion, verdict: str, *, lower=(), upper=(), unknown=(),
              budget: str = "its budget") -> str | None:
     """Why ``verdict`` cannot stand when some seeds' values are bounds, not values (a run that

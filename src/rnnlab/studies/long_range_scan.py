@@ -11,7 +11,7 @@ there; the LSTM arms they are compared with run their whole budget (the other cl
 from __future__ import annotations
 
 from .. import plots
-from .claims import below, brief, censored, claim, judge, source
+from .claims import below, bounds, brief, censored, claim, judge, source
 from .common import Runs, table
 from .stats import measurement, rate_measurement
 
@@ -71,23 +71,19 @@ def scan_claims(runs: Runs, seeds: list[int]) -> list:
         ok_a, ok_b = ran(arm), ran(lstm)
         diff = [None if not ok else (x or cens) - (y or cens)
                 for x, y, ok in zip(a, b, ok_a, strict=True)]
-        # an unsolved run is censored: its difference is a bound, not a value
-        both = [s for s, x, y, ok in zip(seeds, a, b, ok_a, strict=True)
-                if ok and x is None and y is None]  # neither solved: no bound either way
-        unsolved = [s for s, x, y, ok in zip(seeds, a, b, ok_a, strict=True)
-                    if ok and x is None and y is not None]  # at least this many more steps
-        rate = {"m": rate_measurement([None if not ok else x is not None
-                                       for x, ok in zip(a, ok_a, strict=True)], seeds),
-                "lstm": rate_measurement([None if not ok else x is not None
-                                          for x, ok in zip(b, ok_b, strict=True)], seeds)}
-        lstm_open = [s for s, x, y, ok in zip(seeds, b, a, ok_b, strict=True)
-                     if ok and x is None and y is not None]  # a bound where the model solved
+        # per seed: solved (True), unsolved (False: counted just past the budget, so the
+        # difference there is a bound, not a value) or not run (None)
+        solved_a, solved_b = ([None if not ok else x is not None
+                               for x, ok in zip(xs, oks, strict=True)]
+                              for xs, oks in ((a, ok_a), (b, ok_b)))
+        censor = bounds(seeds, solved_a, solved_b)
+        unsolved, lstm_open = censor["lower"], censor["upper"]
+        rate = {"m": rate_measurement(solved_a, seeds), "lstm": rate_measurement(solved_b, seeds)}
         crit = below(0, "mean over seeds of steps(model) − steps(LSTM) < 0 (an unsolved run "
                         f"counts as {cens}, just past the budget: a bound)")
         diffs = measurement(diff, seeds, unit="steps")
         verdict, _ = judge(crit, diffs)
-        undecided = censored(crit, verdict, lower=unsolved, upper=lstm_open, unknown=both,
-                             budget=f"{budget} steps")
+        undecided = censored(crit, verdict, budget=f"{budget} steps", **censor)
         out.append(claim(
             f"{m}_adding_fewer_steps", f"{who} solves adding at T = {T} (val MSE ≤ 0.05) in "
             f"fewer steps than the LSTM on the same seeds and batches (budget {budget} steps).",
