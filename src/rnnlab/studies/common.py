@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..console import log as log  # the studies' one status line
 from ..layers import LSTM
@@ -158,3 +159,16 @@ def steps_to(history, metric: str, target: float, higher: bool = True):
 def curve(history, metric: str, digits: int = 4) -> dict:
     ev = history.evals
     return {"step": [r["step"] for r in ev], metric: [sig(r.get(metric), digits) for r in ev]}
+
+
+class Outputs(nn.Module):
+    """x -> the wrapped module's outputs alone (a recurrent layer also returns its state):
+    what the studies differentiate and time."""
+
+    def __init__(self, core: nn.Module):
+        super().__init__()
+        self.core = core
+
+    def forward(self, x):
+        out = self.core(x)
+        return out[0] if isinstance(out, tuple) else out

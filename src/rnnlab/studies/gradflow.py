@@ -36,7 +36,7 @@ from .. import GRU, LSTM, RNN, trace
 from ..attention import AttentionStack
 from ..equations import unroll
 from ..seeding import fingerprint, seed_everything
-from .common import pick, sig, specs
+from .common import Outputs, pick, sig, specs
 from .gradflow_claims import DEMO_T, T_CURVE
 from .gradflow_claims import summarise as summarise  # the claims, tables and figures
 from .gradflow_scan import ARMS as SCAN_ARMS
@@ -85,25 +85,13 @@ def plan(profile: str, seeds: list[int]):
 
 
 # -- models ------------------------------------------------------------------------------------
-class _Seq(nn.Module):
-    """x (B, T, H) -> outputs (B, T, H) for a recurrent layer or the attention stack."""
-
-    def __init__(self, core: nn.Module):
-        super().__init__()
-        self.core = core
-
-    def forward(self, x):
-        out = self.core(x)
-        return out[0] if isinstance(out, tuple) else out
-
-
 def build(name: str, setting: str, seed: int, max_len: int) -> tuple[nn.Module, str]:
     """(model, fingerprint of its weights as built from the seed, before the setting's changes).
     name: rnn|lstm|gru|attention|attention-3l; setting: theory|default."""
     seed_everything(seed)
     kw = {"batch_first": True, "dtype": DT}
     if name.startswith("attention"):
-        m = _Seq(AttentionStack(H, num_layers=3 if name == "attention-3l" else 1, num_heads=1,
+        m = Outputs(AttentionStack(H, num_layers=3 if name == "attention-3l" else 1, num_heads=1,
                                 causal=True, positional="learned", max_len=max_len)).to(DT)
         return m, fingerprint(m)
     core = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[name](H, H, **kw)
@@ -122,7 +110,7 @@ def build(name: str, setting: str, seed: int, max_len: int) -> tuple[nn.Module, 
                 core.bias_hh_l0.zero_()
                 keep = slice(H, 2 * H)  # LSTM f (i, f, g, o); GRU z (r, z, n)
                 core.bias_ih_l0[keep].fill_(LOGIT_09)
-    return _Seq(core), fp
+    return Outputs(core), fp
 
 
 def _inputs(B: int, T: int, seed: int, size: int = H):

@@ -23,6 +23,7 @@ from torch import nn
 
 from .. import LRU, MinGRU, MinLSTM, trace
 from ..seeding import fingerprint, seed_everything
+from .common import Outputs
 
 R = 0.9                       # the closed-form setting's |λ| = 1 − z = f' (as the RNN's r)
 RING = (0.9, 0.999)           # the LRU paper's ring for long-range tasks
@@ -76,7 +77,7 @@ def run_scan(spec, H: int, dtype, inputs, head_for, input_grads, ratios) -> dict
     layer, fp = build(name, setting, seed, H, dtype)
     head = head_for(seed)
     lengths = s["lengths"]
-    seq = _Out(layer)
+    seq = Outputs(layer)
     out = {"init_fingerprint": fp, "lengths": lengths, "state_first_last": [],
            "first_last": [], "first_median": []}
     for T in lengths:
@@ -96,11 +97,3 @@ def run_scan(spec, H: int, dtype, inputs, head_for, input_grads, ratios) -> dict
         out["lambda_abs"] = [mod.min().item(), mod.max().item()]
     return out
 
-
-class _Out(nn.Module):
-    def __init__(self, layer):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x):
-        return self.layer(x)[0]

@@ -33,7 +33,7 @@ from torch import nn
 from .. import LSTM
 from ..attention import MultiHeadSelfAttention
 from ..seeding import fingerprint, seed_everything
-from .common import pick, sig, specs
+from .common import Outputs, pick, sig, specs
 from .parallelism_claims import summarise as summarise  # the claims, tables and figures
 from .parallelism_scan import time_scan
 
@@ -65,15 +65,6 @@ class _Attention(nn.Module):
 
     def forward(self, x):
         return self.attn(x, causal=True)[0]
-
-
-class _LSTM(nn.Module):
-    def __init__(self, d):
-        super().__init__()
-        self.lstm = LSTM(d, d, batch_first=True)
-
-    def forward(self, x):
-        return self.lstm(x)[0]
 
 
 class _FeedForward(nn.Module):
@@ -140,7 +131,8 @@ def run_one(spec) -> dict:
     positions = n["B"] * n["T"]
     flops = {"lstm": 2 * 8 * n["d"] ** 2 * positions, "linear": 2 * n["d"] ** 2 * positions}
     d, B = s["d"], s["B"]
-    layers = {"lstm": _LSTM(d), "attention": _Attention(d), "feedforward": _FeedForward(d)}
+    layers = {"lstm": Outputs(LSTM(d, d, batch_first=True)), "attention": _Attention(d),
+              "feedforward": _FeedForward(d)}
     times = {k: [] for k in layers}
     for T in s["lengths"]:
         xx = torch.randn(B, T, d, generator=g)
@@ -149,4 +141,4 @@ def run_one(spec) -> dict:
     return {"init_fingerprint": fp, "notes_config": n, "lstm_forward_s": sig(t_lstm, 4),
             "linear_forward_s": sig(t_lin, 4), "flops": flops, "lengths": s["lengths"],
             "width": d, "batch": B, "fwd_bwd_s": times,
-            "lstm_backend": layers["lstm"].lstm.backend}  # every time in a field ending in _s
+            "lstm_backend": layers["lstm"].core.backend}  # every time in a field ending in _s

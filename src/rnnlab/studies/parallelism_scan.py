@@ -15,21 +15,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from .. import MinGRU
 from ..seeding import fingerprint, seed_everything
+from .common import Outputs
 
 VARIANTS = ("scan", "loop", "attention")
-
-
-class _Scan(nn.Module):
-    def __init__(self, d: int, mode: str):
-        super().__init__()
-        self.rnn = MinGRU(d, d, batch_first=True, scan=mode)
-
-    def forward(self, x):
-        return self.rnn(x)[0]
 
 
 def flops_per_token(kind: str, d: int, T: int) -> float:
@@ -52,8 +43,8 @@ def time_scan(spec, fastest, fwd_bwd, attention) -> dict:
     s = spec.settings
     seed_everything(spec.seed)
     d, B = s["scan_d"], s["scan_B"]
-    scan = _Scan(d, "parallel")
-    loop = _Scan(d, "sequential")
+    scan = Outputs(MinGRU(d, d, batch_first=True, scan="parallel"))
+    loop = Outputs(MinGRU(d, d, batch_first=True, scan="sequential"))
     loop.load_state_dict(scan.state_dict())  # the same layer, run the other way
     layers = {"scan": scan, "loop": loop, "attention": attention(d)}
     fp = fingerprint(scan)
