@@ -136,13 +136,15 @@ def run_one(spec) -> dict:
         shared["fingerprint"] = fingerprint(m)
         return m
 
-    metric, target = solve_target(s["task"], task.baseline)
-    stop = {"target": target, "target_metric": metric} if s.get("stop") else {}
+    metric = {"adding": "mse", "copy": "loss", "review": "acc",
+              "selective-copy": "dep_acc"}[s["task"]]
+    stop = {}
+    if s.get("stop"):  # the scan arms end once solved (long_range_scan.SOLVE)
+        solve_metric, target = solve_target(s["task"], task.baseline)
+        stop = {"target": target, "target_metric": solve_metric}
     hist = fit(build, task, steps=s["steps"], batch_size=32, lr=s["lr"], clip=1.0,
                eval_every=s["eval_every"], eval_batches=s["eval_batches"], seed=spec.seed,
                callbacks=[CpuClock()], **stop)
-    metric = {"adding": "mse", "copy": "loss", "review": "acc",
-              "selective-copy": "dep_acc"}[s["task"]]
     ev = hist.evals
     out = {"init_fingerprint": shared["fingerprint"], "baseline": sig(task.baseline, 4),
            "final": sig(hist.final.get(metric), 4), "stopped": hist.stopped,

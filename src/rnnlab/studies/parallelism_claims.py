@@ -143,9 +143,10 @@ SCAN_SRC = source("loop", "05 · Standing — What survives", "Feng et al. 2024;
 SCAN_QUOTE = ("The recurrent form never died: O(1) memory per step and O(T) total compute is "
               "exactly what streaming and edge inference want, which is why Mamba-style "
               "selective SSMs and hybrid models … are recurrences with better-behaved dynamics.")
-TWO_CORES = ("one torch thread per run: the scan's 2·log₂T rounds run one composition after "
-             "another, so its O(log T) depth cannot show; it wins here by doing the T steps as a "
-             "few whole-sequence operations instead of T small ones (vectorising over T)")
+TWO_CORES = ("one torch thread per run: the scan's O(log T) dependent rounds run their "
+             "elementwise work one element after another, so its depth cannot show; it wins here, "
+             "where it does, by doing the T steps as a few whole-sequence operations instead of T "
+             "small ones (vectorising over T)")
 
 
 def scan_part(runs: Runs, seeds: list[int]):
@@ -186,10 +187,10 @@ def scan_part(runs: Runs, seeds: list[int]):
                                           f"width {d}, one thread)", xlabel="sequence length T",
                             ylabel="µs per token", logx=True, logy=True, xticks=L)
     figures = [("scan_time_per_token", fig,
-                "A flat line is a cost per token that does not depend on T. The scan stays flat "
-                "and below the loop, whose per-step overhead makes every token expensive; "
-                "attention's per-token cost grows with T (each query reads T keys). One thread: "
-                "the scan's advantage is vectorisation over T, not its O(log T) depth, which "
+                "A flat line is a cost per token that does not depend on T; the claims above "
+                "give the measured ratios. The loop pays a per-step overhead on every token; "
+                "attention's work per token grows with T (each query reads T keys). One thread: "
+                "any advantage of the scan is vectorisation over T, not its O(log T) depth, which "
                 "only parallel hardware would show.")]
     fl = first["flops_per_token"]
     rows = []
@@ -212,7 +213,8 @@ def scan_part(runs: Runs, seeds: list[int]):
              "step (scan='sequential'), one causal single-head attention layer; the fastest of "
              "≥ 3 forward + backward calls after a warm-up, CPU time, one thread. FLOPs: "
              "products 3 × 2·(2d)·d per token, the recurrence 2d per step for the loop and "
-             "≈ 4d for the scan (composing pairs), twice (forward and the reverse-scan "
-             "backward); attention 3 × (8d² + 4Td). What two cores cannot show: " + TWO_CORES
-             + "; a GPU runs each round's compositions at once."]
+             "(6 + ⌈log₂ 16⌉)·d for the log-space scan (chunks of 16 steps, elementwise "
+             "operations counted 1 each), twice (forward and the reverse-scan backward); "
+             "attention 3 × (8d² + 4Td). What two cores cannot show: " + TWO_CORES
+             + "; a GPU runs each round's elementwise work at once."]
     return claims, figures, tables, notes

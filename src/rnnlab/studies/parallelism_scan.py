@@ -2,12 +2,15 @@
 layer's sequential loop (``scan="sequential"``, the step equations one step at a time) and one
 causal self-attention layer, with their FLOPs counted analytically (width d, batch B).
 
-What two cores — one torch thread per run here — can and cannot show: the scan needs only
-2·log₂T dependent rounds (rnnlab.scan, recursive doubling), but that depth pays only on hardware
-that runs a round's T/2 compositions at once (a GPU). One thread executes every composition one
-after another, so the scan's O(T) work costs O(T) time as the loop's does; what it wins on a CPU
-is fewer, larger operations — the loop pays T steps of Python, small-tensor and autograd
-overhead — i.e. vectorising over T, not depth. The O(log T) depth itself is not measurable here.
+What two cores — one torch thread per run here — can and cannot show: minGRU's parallel mode is
+Heinsen's log-space scan (rnnlab.scan.log_linear_scan): ⌈log₂ 16⌉ = 4 rounds of logaddexp inside
+chunks of 16 steps (Hillis–Steele), the chunks joined by recursive doubling in 2·log₂(T/16)
+rounds, so O(log T) dependent rounds in all. That depth pays only on hardware that runs a round's
+elementwise work at once (a GPU). One thread executes it one element after another, so the scan
+costs O(T) time as the loop does (a few times the loop's elementwise work, see
+``flops_per_token``); what it wins on a CPU is fewer, larger operations — the loop pays T steps
+of Python, small-tensor and autograd overhead — i.e. vectorising over T, not depth. The
+O(log T) depth itself is not measurable here.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 import torch
 
 from .. import MinGRU
+from ..scan import CHUNK
 from ..seeding import fingerprint, seed_everything
 from .common import Outputs
 
@@ -25,15 +29,17 @@ VARIANTS = ("scan", "loop", "attention")
 
 def flops_per_token(kind: str, d: int, T: int) -> float:
     """Forward + backward FLOPs per position (multiply-adds count 2; backward products = 2× the
-    forward's). minGRU: W x for [z | h̃] is 2·2d·d, the recurrence a ⊙ h + b is 2d per step for
-    the loop and ≈ 2·2d for the scan (recursive doubling composes (a, b) pairs: about twice the
-    loop's elementwise work), its backward a reverse scan of the same size. Attention (one head,
-    causal, computed as full T×T): Q, K, V, O projections 4·2d², QKᵀ and AV 2·2·T·d per query.
-    Gate activations, softmax and other elementwise work are left out."""
+    forward's; every elementwise operation, exp and logaddexp included, counts 1). minGRU: W x for
+    [z | h̃] is 2·2d·d; the recurrence a ⊙ h + b is 2d per step for the loop; the log-space scan
+    does, per state element and step, a cumulative sum, a subtraction, ⌈log₂ min(16, T)⌉
+    logaddexp rounds in its chunk, an addition, an exp and the chunk join (about 2): 6 + ⌈log₂ C⌉;
+    each backward a reverse scan of the same size. Attention (one head, causal, computed as full
+    T×T): Q, K, V, O projections 4·2d², QKᵀ and AV 2·2·T·d per query. Gate activations, softmax
+    and the remaining elementwise work are left out."""
     if kind == "attention":
         return 3 * (4 * 2 * d * d + 2 * 2 * T * d)
     proj = 3 * 2 * (2 * d) * d
-    rec = 2 * d if kind == "loop" else 2 * 2 * d
+    rec = 2 * d if kind == "loop" else (6 + math.ceil(math.log2(min(CHUNK, T)))) * d
     return proj + 2 * rec
 
 
